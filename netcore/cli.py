@@ -1,0 +1,449 @@
+"""``p2pai``: the command line. Every failure the user can cause ends in one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from .config import Config, default_data_dir, default_name
+from .events import Event
+from .models import ModelError, load_samples
+
+log = logging.getLogger("p2pai")
+
+LAN_HINTS = (
+    "check: the same --network name on every node? the same subnet? a firewall blocking "
+    "UDP 5353 (mDNS) or the node's TCP port? multicast filtered by the Wi-Fi or switch?"
+)
+
+
+class CliError(click.ClickException):
+    """One line on stderr, exit 1, no traceback."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"p2pai: error: {self.format_message()}", err=True)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("zeroconf", "asyncio", "p2pai.zap"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every node-hosting command shares."""
+    options = [
+        click.option(
+            "--interface",
+            "interfaces",
+            multiple=True,
+            envvar="P2PAI_INTERFACE",
+            help="IPv4 address to serve on (repeatable; env P2PAI_INTERFACE). "
+            "Default: every non-loopback interface that is up (the LAN).",
+        ),
+        click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+                     help="TCP port of the node's ROUTER; 0 picks a free one."),
+        click.option("--network", envvar="P2PAI_NETWORK", default="default", show_default=True,
+                     help="Swarm name; nodes only see peers with the same name (env P2PAI_NETWORK)."),
+        click.option("--data-dir", type=click.Path(path_type=Path), envvar="P2PAI_DATA_DIR",
+                     default=None, help=f"Keys, models and history (env P2PAI_DATA_DIR) [default: {default_data_dir()}]"),
+        click.option("--name", default=None, help="Display name [default: the host name]."),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                     default=None, help="Log level on stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_config(
+    interfaces: tuple[str, ...],
+    port: int,
+    network: str,
+    data_dir: Path | None,
+    name: str | None,
+    **extra: Any,
+) -> Config:
+    env_split: list[str] = []
+    for item in interfaces:
+        env_split.extend(part for part in item.replace(",", " ").split() if part)
+    return Config(
+        interfaces=tuple(env_split),
+        port=port,
+        network=network,
+        data_dir=data_dir or default_data_dir(),
+        name=name or default_name(),
+        **extra,
+    )
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` with SIGINT/SIGTERM cancelling it cleanly."""
+    from .node import NodeStartError
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        stopping = False
+
+        def on_signal() -> None:
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, on_signal)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            return 130 if not stopping else 0
+
+    try:
+        return asyncio.run(runner())
+    except NodeStartError as exc:
+        raise CliError(str(exc)) from None
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="p2p-ai-agents", prog_name="p2pai")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """p2pai: a peer-to-peer AI inference network for the machines you already have.
+
+    Nodes find each other on the LAN by mDNS, talk over encrypted ZeroMQ (CURVE), and run
+    ONNX models with onnxruntime. Start with `p2pai demo`, or `p2pai node` on each machine.
+    """
+    if ctx.invoked_subcommand is None:
+        console = cli.commands.get("console")
+        if console is not None:
+            ctx.invoke(console)
+        else:
+            click.echo(ctx.get_help())
+
+
+# --- node ----------------------------------------------------------------------------------
+
+
+def event_line(event: Event) -> str:
+    return json.dumps(event.to_json(), separators=(",", ":"))
+
+
+@cli.command()
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object a line per event on stdout.")
+@click.option("--capacity", type=click.IntRange(0, 1024), default=0,
+              help="Tasks run at once [default: one per CPU core].")
+@click.option("--queue-limit", type=click.IntRange(0, 100_000), default=256, show_default=True,
+              help="Tasks waiting beyond capacity before 'overloaded'.")
+@click.option("--client-only", is_flag=True, help="Run no tasks (empty caps); only submit.")
+def node(
+    interfaces: tuple[str, ...],
+    port: int,
+    network: str,
+    data_dir: Path | None,
+    name: str | None,
+    log_level: str | None,
+    as_json: bool,
+    capacity: int,
+    queue_limit: int,
+    client_only: bool,
+) -> None:
+    """Run a headless node (a Raspberry Pi, a server) until SIGINT/SIGTERM.
+
+    Logs go to stderr; with --json, stdout carries one event a line.
+    """
+    setup_logging(log_level or "info")
+    config = make_config(
+        interfaces, port, network, data_dir, name,
+        capacity=capacity, queue_limit=queue_limit,
+        caps=() if client_only else ("infer",),
+    )
+
+    async def main() -> int:
+        from .node import Node, NodeStartError
+
+        node_ = Node(config)
+        events = node_.events()
+        try:
+            await node_.start()
+        except NodeStartError as exc:
+            if as_json:
+                click.echo(json.dumps({"event": "error", "t": time.time(), "message": str(exc)}))
+            raise
+        try:
+            async for event in events:
+                if as_json and event.EVENT not in ("peer_updated", "task_retry", "log"):
+                    click.echo(event_line(event))
+        finally:
+            await asyncio.shield(node_.stop())
+        return 0
+
+    sys.exit(run_async(main()))
+
+
+# --- submit --------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    return float(np.percentile(np.asarray(values), q))
+
+
+@cli.command()
+@common_options
+@click.option("--model", default="digits", show_default=True, help="Model name.")
+@click.option("--count", type=click.IntRange(1, 10_000_000), default=None,
+              help="Tasks to run [default: one per sample].")
+@click.option("--input", "input_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Samples as .npy [N, features] (or .npz with x, y) [default: the bundled held-out digits].")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=32, show_default=True,
+              help="Tasks in flight at once.")
+@click.option("--wait-peers", type=click.IntRange(1, 10_000), default=1, show_default=True,
+              help="Workers to wait for before dispatching.")
+@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              help="Seconds to wait for --wait-peers workers.")
+@click.option("--task-timeout", type=click.FloatRange(0.01, 3600), default=5.0, show_default=True,
+              help="Seconds one attempt of a task may take before it is retried elsewhere.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+def submit(
+    interfaces: tuple[str, ...],
+    port: int,
+    network: str,
+    data_dir: Path | None,
+    name: str | None,
+    log_level: str | None,
+    model: str,
+    count: int | None,
+    input_file: Path | None,
+    concurrency: int,
+    wait_peers: int,
+    timeout: float,
+    task_timeout: float,
+    as_json: bool,
+) -> None:
+    """Join as a client-only node, dispatch tasks to the swarm, print the results."""
+    setup_logging(log_level or "warning")
+    base_dir = data_dir or default_data_dir()
+    config = make_config(
+        interfaces, port, network, base_dir / "client", name,
+        caps=(), advertise=False, task_timeout=task_timeout,
+    )
+    if input_file is not None and not input_file.exists():
+        raise CliError(f"--input {input_file}: no such file")
+    try:
+        samples, labels = load_samples(input_file)
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+    if samples.ndim != 2 or len(samples) == 0:
+        raise CliError(f"--input: expected a 2-D array [N, features], got shape {list(samples.shape)}")
+    total = count or len(samples)
+
+    async def main() -> int:
+        from .node import Node
+
+        async with Node(config) as client:
+            found = await client.wait_for_peers(wait_peers, timeout, model=model)
+            if len(found) < wait_peers:
+                seen = len(client.usable_peers(kind=None))
+                raise CliError(
+                    f"found {len(found)} of {wait_peers} worker(s) with model {model!r} on network "
+                    f"{network!r} after {timeout:g}s ({seen} peer(s) in all); {LAN_HINTS}"
+                )
+            summary = await run_tasks(client, model, samples, labels, total, concurrency,
+                                      on_outcome=None if as_json else print_outcome)
+        if as_json:
+            click.echo(json.dumps(summary))
+        else:
+            print_summary(summary)
+        return 1 if summary["failed"] else 0
+
+    sys.exit(run_async(main()))
+
+
+def print_outcome(index: int, outcome: Any, expected: int | None) -> None:
+    if outcome.ok:
+        label = outcome.label
+        mark = ""
+        if expected is not None and label is not None:
+            mark = "  ok" if label == expected else f"  WRONG (expected {expected})"
+        conf = f" ({outcome.confidence:.0%})" if outcome.confidence is not None else ""
+        click.echo(
+            f"#{index:<5} {outcome.task_id}  {label}{conf}  on {str(outcome.worker)[:8]}  "
+            f"{outcome.latency_s * 1000:.2f} ms{mark}"
+        )
+    else:
+        click.echo(f"#{index:<5} {outcome.task_id}  FAILED {outcome.error_code}: {outcome.error}")
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    acc = summary.get("accuracy")
+    click.echo(
+        f"\n{summary['ok']}/{summary['tasks']} ok, {summary['failed']} failed"
+        + (f", accuracy {acc:.1%}" if acc is not None else "")
+        + f", p50 {summary['latency_ms']['p50']:.2f} ms, p99 {summary['latency_ms']['p99']:.2f} ms, "
+        f"{summary['throughput_tps']:.0f} tasks/s"
+    )
+    workers = ", ".join(f"{k[:8]}: {v}" for k, v in summary["workers"].items())
+    click.echo(f"workers: {workers or '-'}")
+
+
+async def run_tasks(
+    client: Any,
+    model: str,
+    samples: np.ndarray,
+    labels: np.ndarray | None,
+    total: int,
+    concurrency: int,
+    on_outcome: Callable[[int, Any, int | None], None] | None = None,
+    task_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Dispatch ``total`` tasks (cycling over ``samples``) and summarise their outcomes."""
+    latencies: list[float] = []
+    workers: Counter[str] = Counter()
+    ok = failed = correct = judged = 0
+    next_index = 0
+    errors: Counter[str] = Counter()
+    options = task_options or {}
+
+    async def lane() -> None:
+        nonlocal next_index, ok, failed, correct, judged
+        while next_index < total:
+            index = next_index
+            next_index += 1
+            row = index % len(samples)
+            outcome = await client.submit(model, samples[row : row + 1], **options)
+            expected = int(labels[row]) if labels is not None else None
+            latencies.append(outcome.latency_s * 1000)
+            if outcome.ok:
+                ok += 1
+                workers[outcome.worker or "?"] += 1
+                if expected is not None and outcome.label is not None:
+                    judged += 1
+                    correct += int(outcome.label == expected)
+            else:
+                failed += 1
+                errors[outcome.error_code] += 1
+            if on_outcome is not None:
+                on_outcome(index, outcome, expected)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(min(concurrency, total))))
+    elapsed = time.perf_counter() - started
+    return {
+        "tasks": total,
+        "ok": ok,
+        "failed": failed,
+        "accuracy": round(correct / judged, 4) if judged else None,
+        "latency_ms": {"p50": round(percentile(latencies, 50), 3), "p99": round(percentile(latencies, 99), 3)},
+        "throughput_tps": round(total / elapsed, 1) if elapsed > 0 else 0.0,
+        "workers": dict(workers),
+        "errors": dict(errors),
+    }
+
+
+# --- peers ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@common_options
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
+              help="Seconds to browse.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def peers(
+    interfaces: tuple[str, ...],
+    port: int,
+    network: str,
+    data_dir: Path | None,
+    name: str | None,
+    log_level: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Browse the swarm, ping each peer, print a table and exit."""
+    setup_logging(log_level or "warning")
+    base_dir = data_dir or default_data_dir()
+    config = make_config(interfaces, port, network, base_dir / "client", name, caps=(), advertise=False)
+
+    async def main() -> int:
+        from .node import Node
+
+        async with Node(config) as client:
+            await asyncio.sleep(timeout)
+            found = client.usable_peers(kind=None)
+            rtts = await asyncio.gather(*(client.ping(p.peer_id) for p in found))
+            rows = []
+            for peer, rtt in zip(found, rtts, strict=True):
+                rows.append({
+                    "peer_id": peer.peer_id,
+                    "name": peer.name,
+                    "endpoint": peer.endpoint,
+                    "caps": peer.caps,
+                    "models": sorted({str(m.get("name")) for m in peer.models}),
+                    "rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,
+                    "capacity": peer.capacity,
+                    "source": peer.source,
+                })
+        if as_json:
+            click.echo(json.dumps(rows))
+            return 0
+        if not rows:
+            click.echo(f"no peers on network {network!r} after {timeout:g}s; {LAN_HINTS}")
+            return 0
+        click.echo(f"{'PEER':<20}  {'NAME':<16} {'ENDPOINT':<24} {'RTT':>9}  {'CAP':>3}  MODELS")
+        for row in rows:
+            rtt_text = f"{row['rtt_ms']:.2f} ms" if row["rtt_ms"] is not None else "no reply"
+            click.echo(
+                f"{row['peer_id']:<20}  {row['name'][:16]:<16} {row['endpoint']:<24} {rtt_text:>9}  "
+                f"{row['capacity']:>3}  {','.join(row['models']) or '-'}"
+            )
+        return 0
+
+    sys.exit(run_async(main()))
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--nodes", type=click.IntRange(1, 50), default=3, show_default=True, help="Worker processes to start.")
+@click.option("--tasks", type=click.IntRange(1, 1_000_000), default=200, show_default=True, help="Tasks to run.")
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=16, show_default=True, help="Tasks in flight.")
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary.")
+def demo(nodes: int, tasks: int, concurrency: int, as_json: bool) -> None:
+    """The one-command demo: N local nodes on 127.0.0.1 find each other and run tasks."""
+    from .demo import run_demo
+
+    setup_logging("warning")
+    sys.exit(run_async(run_demo(nodes, tasks, concurrency, as_json)))
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    cli(prog_name="p2pai")
+
+
+if __name__ == "__main__":
+    main()

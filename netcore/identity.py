@@ -1,0 +1,142 @@
+"""The node's identity: one CURVE keypair kept in the data directory, and its ``peer_id``.
+
+The secret key lives in ``<data_dir>/identity.key_secret`` in ZeroMQ's certificate format
+(readable by ``zmq.auth.load_certificate``), mode 0600; the public half beside it in
+``identity.key``. A damaged or foreign file is never overwritten: the user gets one line
+saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+SECRET_FILE = "identity.key_secret"
+PUBLIC_FILE = "identity.key"
+
+
+class IdentityError(Exception):
+    """The key files cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    public_key: bytes
+    """Z85 public key, 40 ASCII bytes."""
+    secret_key: bytes
+    """Z85 secret key, 40 ASCII bytes."""
+
+    @property
+    def peer_id(self) -> str:
+        return peer_id_for(self.public_key)
+
+    @property
+    def public_text(self) -> str:
+        return self.public_key.decode("ascii")
+
+
+def peer_id_for(z85_public_key: bytes | str) -> str:
+    """First 20 hex chars of SHA-256 over the 32 raw public-key bytes (PROTOCOL.md §1)."""
+    key = z85_public_key.encode("ascii") if isinstance(z85_public_key, str) else z85_public_key
+    raw = zmq.utils.z85.decode(key)
+    if len(raw) != 32:
+        raise ValueError("a CURVE public key has 32 bytes")
+    return hashlib.sha256(raw).hexdigest()[:20]
+
+
+def is_z85_key(text: str | bytes) -> bool:
+    """True for a 40-character Z85 string that decodes to 32 bytes."""
+    try:
+        key = text.encode("ascii") if isinstance(text, str) else text
+        return len(key) == 40 and len(zmq.utils.z85.decode(key)) == 32
+    except Exception:
+        return False
+
+
+_BANNER = "#   ****  p2pai node identity: CURVE {kind} certificate  ****\n#   Do not share the secret file.\n"
+
+
+def _write_cert(path: Path, public: bytes, secret: bytes | None) -> None:
+    lines = [_BANNER.format(kind="secret" if secret else "public"), "metadata\n", "curve\n"]
+    lines.append(f'    public-key = "{public.decode("ascii")}"\n')
+    if secret:
+        lines.append(f'    secret-key = "{secret.decode("ascii")}"\n')
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write("".join(lines))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    if not secret:
+        os.chmod(path, 0o644)
+
+
+def _read_cert(path: Path) -> tuple[bytes | None, bytes | None]:
+    public = secret = None
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh.read(64 * 1024).splitlines():
+                line = raw.strip()
+                if line.startswith(b"public-key"):
+                    public = line.split(b"=", 1)[1].strip(b" \t'\"")
+                elif line.startswith(b"secret-key"):
+                    secret = line.split(b"=", 1)[1].strip(b" \t'\"")
+    except OSError as exc:
+        raise IdentityError(f"cannot read key file {path}: {exc.strerror}") from None
+    return public, secret
+
+
+def load_or_create(data_dir: Path) -> Identity:
+    """Load the node's keypair from ``data_dir``, creating it (and the dir) on first start."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise IdentityError(
+            f"cannot create data dir {data_dir}: {exc.strerror} (choose another with --data-dir)"
+        ) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise IdentityError(
+            f"data dir {data_dir} is not writable (fix its permissions or use --data-dir)"
+        )
+    secret_path = data_dir / SECRET_FILE
+    if not secret_path.exists():
+        public, secret = zmq.curve_keypair()
+        _write_cert(secret_path, public, secret)
+        _write_cert(data_dir / PUBLIC_FILE, public, None)
+        return Identity(public, secret)
+    return load(secret_path)
+
+
+def load(secret_path: Path) -> Identity:
+    """Load and check a secret key file; raise :class:`IdentityError` with the fix."""
+    try:
+        mode = secret_path.stat().st_mode
+    except OSError as exc:
+        raise IdentityError(f"cannot read key file {secret_path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise IdentityError(
+            f"key file {secret_path} is readable by others (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {secret_path}"
+        )
+    public, secret = _read_cert(secret_path)
+    if not public or not secret or not is_z85_key(public) or not is_z85_key(secret):
+        raise IdentityError(
+            f"key file {secret_path} is corrupt (no valid CURVE keypair); move it away to "
+            "create a new identity, or restore it from a backup"
+        )
+    try:
+        derived = zmq.curve_public(secret)
+    except Exception:
+        derived = b""
+    if derived != public:
+        raise IdentityError(
+            f"key file {secret_path} is corrupt (public key does not match the secret key); "
+            "move it away to create a new identity, or restore it from a backup"
+        )
+    return Identity(public, secret)

@@ -1,0 +1,728 @@
+"""The node: composes identity, discovery, transport, peer table, worker and scheduler.
+
+Use it as ``async with Node(config) as node:``. It publishes :mod:`netcore.events` to every
+subscriber of :meth:`Node.events` and takes work through :meth:`Node.submit`. Everything
+runs on one asyncio loop; inference runs in the worker's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import numpy as np
+import zmq
+
+from . import protocol
+from .config import Config, ConfigError
+from .discovery import DiscoveredPeer, Discovery
+from .events import (
+    Event,
+    NodeError,
+    NodeReady,
+    PeerAlive,
+    PeerDown,
+    PeerEvasive,
+    PeerUp,
+    PeerUpdated,
+    TaskServed,
+)
+from .identity import Identity, IdentityError, load_or_create, peer_id_for
+from .models import ModelRegistry, assets_dir
+from .peers import Peer, PeerState, PeerTable, Transition
+from .protocol import ProtocolError
+from .scheduler import Scheduler, TaskOutcome
+from .transport import Transport, TransportError
+from .worker import TaskError, Worker
+
+log = logging.getLogger("p2pai.node")
+
+TICK_S = 0.1
+MAX_CONNECTIONS_TRACKED = 4096
+EVENT_QUEUE = 10_000
+REJOIN_QUIET_S = 2.0
+"""After a ``bye`` or goodbye, mDNS sightings of that peer are ignored this long (no ghosts)."""
+
+
+class NodeStartError(Exception):
+    """The node cannot start; the message is one line that says what to do."""
+
+
+class Subscription:
+    """An async iterator over the node's events, registered when created (so none is missed)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_QUEUE)
+        node._subscribers.append(self)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self.queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        if self in self._node._subscribers:
+            self._node._subscribers.remove(self)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+
+
+class Node:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.identity: Identity | None = None
+        self.peers = PeerTable(config.evasive_after, config.expired_after, config.ping_interval)
+        self.registry = ModelRegistry(
+            [assets_dir() / "models", config.data_dir / "models", *config.models_dirs]
+        )
+        self.worker = Worker(
+            self.registry, config.capacity, config.queue_limit, config.max_input_bytes
+        )
+        self.transport: Transport | None = None
+        self.discovery: Discovery | None = None
+        self.scheduler: Scheduler | None = None
+        self.endpoints: list[str] = []
+        self.addresses: list[str] = []
+        self._subscribers: list[Subscription] = []
+        self._greeted: OrderedDict[bytes, str] = OrderedDict()
+        """ROUTER connections (routing id) that sent a valid ``hello``, with their key."""
+        self._wrong_net: set[bytes] = set()
+        self._hello_ids: dict[bytes, str] = {}
+        self._key_ids: dict[str, str] = {}
+        self._departed: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pings: dict[bytes, asyncio.Future[float]] = {}
+        self._changed = asyncio.Event()
+        self._started = False
+        self._stopping = False
+        self.started_at = 0.0
+        self.counters: dict[str, int] = {
+            "protocol_errors": 0,
+            "dropped": 0,
+            "tasks_served": 0,
+            "tasks_refused": 0,
+            "events_dropped": 0,
+        }
+
+    # --- public API ----------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        assert self.identity is not None, "node not started"
+        return self.identity.peer_id
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[0] if self.endpoints else ""
+
+    def events(self) -> Subscription:
+        return Subscription(self)
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def submit(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray] | np.ndarray,
+        **options: Any,
+    ) -> TaskOutcome:
+        """Run one inference task on a peer (see :meth:`Scheduler.submit` for options).
+
+        A bare array is sent as the model's single input.
+        """
+        assert self.scheduler is not None, "node not started"
+        if isinstance(inputs, np.ndarray):
+            spec = self.registry.find(model, options.get("sha256"))
+            name = spec.inputs[0].name if spec else self._remote_input_name(model)
+            inputs = {name: inputs}
+        return await self.scheduler.submit(model, inputs, **options)
+
+    def _remote_input_name(self, model: str) -> str:
+        for peer in self.peers:
+            for entry in peer.models:
+                if entry.get("name") == model and entry.get("inputs"):
+                    return str(entry["inputs"][0]["name"])
+        return "input"
+
+    async def wait_for_peers(
+        self, count: int, timeout: float, kind: str | None = "infer", model: str | None = None
+    ) -> list[Peer]:
+        """Wait until ``count`` greeted peers (workers of ``kind``, holding ``model``) are up."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.usable_peers(kind, model)
+            if len(found) >= count:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return found
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def ping(self, peer_id: str, timeout: float = 1.0) -> float | None:
+        """Round trip to ``peer_id`` in seconds, or ``None`` if it did not answer in time."""
+        rid = protocol.new_id()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings[rid] = fut
+        sent_at = time.monotonic()
+        try:
+            if not self._send_request(peer_id, {"t": "ping", "id": rid, "ts": sent_at}):
+                return None
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self._pings.pop(rid, None)
+
+    def usable_peers(self, kind: str | None = "infer", model: str | None = None) -> list[Peer]:
+        found = [p for p in self.peers if p.greeted and p.state is PeerState.ALIVE]
+        if kind is not None:
+            found = [p for p in found if kind in p.caps]
+        if model is not None:
+            found = [p for p in found if p.has_model(model)]
+        return found
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        try:
+            cfg.validate()
+            self.identity = load_or_create(cfg.data_dir)
+        except (ConfigError, IdentityError) as exc:
+            raise NodeStartError(str(exc)) from None
+        self.addresses = cfg.serving_addresses()
+        self.scheduler = Scheduler(
+            self.peers,
+            self._send_request,
+            self.publish,
+            local=self._run_local,
+            local_peer_id=self.identity.peer_id,
+            default_timeout=cfg.task_timeout,
+            max_attempts=cfg.max_attempts,
+        )
+        self.transport = Transport(self.identity, self._on_inbound, self._on_reply, self._on_link)
+        try:
+            self.endpoints = await self.transport.start(self.addresses, cfg.port)
+        except TransportError as exc:
+            raise NodeStartError(str(exc)) from None
+        except zmq.ZMQError as exc:
+            await self.transport.close()
+            raise NodeStartError(f"cannot start the transport: {exc}") from None
+        port = int(self.endpoints[0].rsplit(":", 1)[1])
+        if cfg.mdns:
+            self.discovery = Discovery(
+                self.identity,
+                cfg.network,
+                cfg.name,
+                list(cfg.caps),
+                self.addresses,
+                self._on_discovered,
+                self._on_discovery_gone,
+            )
+            try:
+                await self.discovery.start(self.addresses, port, advertise=cfg.advertise)
+            except Exception as exc:
+                await self.transport.close()
+                raise NodeStartError(
+                    f"mDNS discovery cannot start on {', '.join(self.addresses)}: {exc}"
+                ) from None
+        self._started = True
+        self.started_at = time.monotonic()
+        self._spawn(self._tick_loop())
+        log.info(
+            "node %s (%s) serving %s on network %r",
+            self.identity.peer_id,
+            cfg.name,
+            ", ".join(self.endpoints),
+            cfg.network,
+        )
+        self.publish(
+            NodeReady(
+                peer_id=self.identity.peer_id,
+                endpoint=self.endpoint,
+                key=self.identity.public_text,
+            )
+        )
+
+    async def stop(self) -> None:
+        """Leave gracefully: ``bye`` on every connection, mDNS goodbye, then close."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        assert self.transport is not None
+        bye = protocol.encode({"t": "bye"})
+        for peer_id in list(self.transport.links):
+            self.transport.send(peer_id, bye)
+        for rid in list(self._greeted):
+            self.transport.reply(rid, bye)
+        if self.discovery is not None:
+            await self.discovery.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self.transport.close()
+        self.worker.close()
+        for sub in list(self._subscribers):
+            sub.close()
+        self._started = False
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- events --------------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subscribers:
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.counters["events_dropped"] += 1
+
+    def _peers_changed(self) -> None:
+        self._changed.set()
+        if self.scheduler is not None:
+            self.scheduler.workers_changed()
+
+    # --- peers ---------------------------------------------------------------------------
+
+    def _peer_id_of(self, key: str) -> str:
+        peer_id = self._key_ids.get(key)
+        if peer_id is None:
+            peer_id = peer_id_for(key)
+            if len(self._key_ids) > MAX_CONNECTIONS_TRACKED:
+                self._key_ids.clear()
+            self._key_ids[key] = peer_id
+        return peer_id
+
+    def _on_discovered(self, found: DiscoveredPeer) -> None:
+        if self._stopping:
+            return
+        departed = self._departed.get(found.peer_id)
+        if departed is not None and time.monotonic() - departed < REJOIN_QUIET_S:
+            return
+        peer, created = self.peers.upsert(
+            found.peer_id, found.key, "mdns", name=found.name, caps=found.caps
+        )
+        if created or not peer.endpoints:
+            peer.endpoints = found.endpoints
+        self._connect(peer)
+
+    def _on_discovery_gone(self, peer_id: str) -> None:
+        self._drop_peer(peer_id, "goodbye")
+
+    def _connect(self, peer: Peer) -> None:
+        if self.transport is None or not peer.endpoints:
+            return
+        endpoint = self._pick_endpoint(peer.endpoints)
+        if endpoint:
+            self.transport.connect(peer.peer_id, peer.key, endpoint)
+
+    def _pick_endpoint(self, endpoints: list[str]) -> str | None:
+        """The first advertised endpoint on a subnet we serve on, else the first valid one."""
+        ours = []
+        for addr in self.addresses:
+            prefix = 8 if addr.startswith("127.") else 24
+            ours.append(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+        valid = []
+        for endpoint in endpoints:
+            try:
+                host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                continue
+            if any(ip in net for net in ours):
+                return endpoint
+            valid.append(endpoint)
+        return valid[0] if valid else None
+
+    def _drop_peer(self, peer_id: str, reason: str) -> None:
+        peer = self.peers.remove(peer_id)
+        self._departed[peer_id] = time.monotonic()
+        if self.transport is not None:
+            self.transport.disconnect(peer_id)
+        if self.scheduler is not None:
+            self.scheduler.on_peer_lost(peer_id, reason)
+        if peer is not None and peer.announced:
+            log.info("peer %s (%s) left: %s", peer_id, peer.name, reason)
+            self.publish(PeerDown(peer_id=peer_id, reason=reason))
+        self._peers_changed()
+
+    def _announce(self, peer: Peer) -> None:
+        if not peer.announced:
+            peer.announced = True
+            log.info("peer %s (%s) up at %s", peer.peer_id, peer.name, peer.endpoint or "-")
+            self.publish(
+                PeerUp(
+                    peer_id=peer.peer_id,
+                    name=peer.name,
+                    endpoint=peer.endpoint,
+                    source=peer.source,
+                )
+            )
+
+    def _heard(self, peer_id: str) -> None:
+        change = self.peers.heard(peer_id)
+        if change is not None:
+            self._publish_transition(change)
+
+    def _publish_transition(self, change: Transition) -> None:
+        peer = change.peer
+        if change.state is PeerState.ALIVE:
+            log.info("peer %s is back", peer.peer_id)
+            self.publish(PeerAlive(peer_id=peer.peer_id))
+            self._peers_changed()
+        elif change.state is PeerState.EVASIVE:
+            log.warning("peer %s is evasive (silent for %.1fs)", peer.peer_id, self.config.evasive_after)
+            self.publish(PeerEvasive(peer_id=peer.peer_id))
+        elif change.state is PeerState.EXPIRED:
+            self.peers.remove(peer.peer_id)
+            self._departed.pop(peer.peer_id, None)
+            self._drop_peer_expired(peer)
+
+    def _drop_peer_expired(self, peer: Peer) -> None:
+        if self.transport is not None:
+            self.transport.disconnect(peer.peer_id)
+        if self.scheduler is not None:
+            self.scheduler.on_peer_lost(peer.peer_id, "expired")
+        if peer.announced:
+            log.warning("peer %s (%s) expired", peer.peer_id, peer.name)
+            self.publish(PeerDown(peer_id=peer.peer_id, reason="expired"))
+        self._peers_changed()
+
+    async def _tick_loop(self) -> None:
+        assert self.transport is not None
+        while True:
+            await asyncio.sleep(TICK_S)
+            for change in self.peers.tick():
+                self._publish_transition(change)
+            for peer in self.peers.due_for_ping():
+                if peer.peer_id in self.transport.links:
+                    self._send_request(
+                        peer.peer_id,
+                        {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()},
+                    )
+            now = time.monotonic()
+            for peer_id, at in list(self._departed.items()):
+                if now - at > REJOIN_QUIET_S:
+                    del self._departed[peer_id]
+
+    # --- transport callbacks -------------------------------------------------------------
+
+    def _hello(self, rid: bytes) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "t": "hello",
+            "id": rid,
+            "name": cfg.name,
+            "net": cfg.network,
+            "caps": list(cfg.caps),
+            "endpoints": self.endpoints if cfg.caps else [],
+            "models": self.registry.wire_entries() if cfg.caps else [],
+            "accel": ["cpu"],
+            "capacity": self.worker.capacity if cfg.caps else 0,
+        }
+
+    def _send_request(self, peer_id: str, msg: Mapping[str, Any]) -> bool:
+        assert self.transport is not None
+        return self.transport.send(peer_id, protocol.encode(msg))
+
+    def _reply(self, rid: bytes, msg: Mapping[str, Any]) -> None:
+        assert self.transport is not None
+        self.transport.reply(rid, protocol.encode(msg))
+
+    def _reply_error(self, rid: bytes, code: str, message: str, req_id: bytes | None) -> None:
+        self.counters["protocol_errors"] += 1
+        self._reply(rid, protocol.error(code, message, req_id))
+
+    def _on_link(self, peer_id: str, up: bool) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            return
+        if up:
+            rid = protocol.new_id()
+            self._hello_ids[rid] = peer_id
+            if len(self._hello_ids) > MAX_CONNECTIONS_TRACKED:
+                self._hello_ids.pop(next(iter(self._hello_ids)))
+            self._send_request(peer_id, self._hello(rid))
+        else:
+            peer.greeted = False
+            if self.scheduler is not None:
+                self.scheduler.on_peer_lost(peer_id, "disconnected")
+
+    def _on_inbound(self, rid: bytes, client_key: str, frames: list[zmq.Frame]) -> None:
+        """A frame on our ROUTER from the authenticated key ``client_key``."""
+        if len(frames) != 1:
+            self._reply_error(rid, "bad_request", "a message is exactly one frame", None)
+            return
+        try:
+            msg = protocol.decode_envelope(frames[0].buffer)
+        except ProtocolError as exc:
+            self._reply_error(rid, exc.code, exc.message, exc.req_id)
+            return
+        peer_id = self._peer_id_of(client_key)
+        self._heard(peer_id)
+        t = msg["t"]
+        if t not in protocol.REQUESTS:
+            self._on_inbound_notice(rid, peer_id, msg)
+            return
+        req_id = msg.get("id") if isinstance(msg.get("id"), bytes) and len(msg["id"]) == 16 else None
+        if t == "hello":
+            self._on_hello(rid, client_key, peer_id, msg, req_id)
+            return
+        if self._greeted.get(rid) != client_key:
+            if rid in self._wrong_net:
+                self._reply_error(rid, "bad_request", "this connection's hello named another network", req_id)
+            else:
+                self._reply_error(rid, "hello_required", "send hello first", req_id)
+            return
+        try:
+            protocol.validate(msg)
+        except ProtocolError as exc:
+            self._reply_error(rid, exc.code, exc.message, req_id)
+            return
+        if t == "ping":
+            self._reply(
+                rid,
+                {
+                    "t": "pong",
+                    "id": req_id,
+                    "ts": msg["ts"],
+                    "inflight": self.worker.inflight,
+                    "queued": self.worker.queued,
+                    "capacity": self.worker.capacity,
+                },
+            )
+        elif t == "task":
+            self._spawn(self._serve_task(rid, peer_id, msg))
+        elif t == "model_get":
+            self._serve_model_chunk(rid, msg)
+
+    def _on_inbound_notice(self, rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
+        """Messages that never get a reply; a bad one is dropped and counted."""
+        t = msg["t"]
+        try:
+            protocol.validate(msg)
+        except ProtocolError:
+            self.counters["dropped"] += 1
+            return
+        if t == "bye":
+            self._greeted.pop(rid, None)
+            self._drop_peer(peer_id, "bye")
+        elif t == "cancel" and self._greeted.get(rid) is not None:
+            self.worker.cancel(peer_id, msg["id"])
+        else:
+            self.counters["dropped"] += 1
+
+    def _on_hello(
+        self, rid: bytes, client_key: str, peer_id: str, msg: dict[str, Any], req_id: bytes | None
+    ) -> None:
+        try:
+            protocol.validate(msg)
+        except ProtocolError as exc:
+            self._reply_error(rid, exc.code, exc.message, req_id)
+            return
+        if msg["net"] != self.config.network:
+            self._greeted.pop(rid, None)
+            self._wrong_net.add(rid)
+            if len(self._wrong_net) > MAX_CONNECTIONS_TRACKED:
+                self._wrong_net.clear()
+            self._reply_error(
+                rid,
+                "bad_request",
+                f"network mismatch: this node is on {self.config.network!r}, hello names {msg['net'][:63]!r}",
+                req_id,
+            )
+            return
+        self._wrong_net.discard(rid)
+        self._greeted[rid] = client_key
+        self._greeted.move_to_end(rid)
+        while len(self._greeted) > MAX_CONNECTIONS_TRACKED:
+            self._greeted.popitem(last=False)
+        self._reply(rid, self._hello(req_id or protocol.new_id()))
+        if self._stopping:
+            return
+        self._departed.pop(peer_id, None)
+        peer, _ = self.peers.upsert(
+            peer_id,
+            client_key,
+            "hello",
+            name=msg["name"][:63],
+            caps=msg["caps"],
+            models=msg["models"],
+            capacity=msg.get("capacity"),
+            accel=msg.get("accel"),
+        )
+        if msg["endpoints"]:
+            peer.endpoints = list(msg["endpoints"])
+            self._connect(peer)
+        self._announce(peer)
+        self._peers_changed()
+
+    def _on_reply(self, peer_id: str, frame: bytes) -> None:
+        """A frame on our DEALER to ``peer_id`` (authenticated by CURVE: it is that peer)."""
+        try:
+            msg = protocol.decode(frame)
+        except ProtocolError:
+            self.counters["dropped"] += 1
+            return
+        self._heard(peer_id)
+        peer = self.peers.get(peer_id)
+        t = msg["t"]
+        if t in ("result", "error"):
+            if t == "error":
+                self._on_error_reply(peer, msg)
+            if self.scheduler is not None:
+                self.scheduler.on_reply(peer_id, msg)
+        elif t == "pong":
+            waiter = self._pings.pop(msg["id"], None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(time.monotonic() - msg["ts"])
+            if peer is not None:
+                ts = msg["ts"]
+                if isinstance(ts, (int, float)) and 0 <= time.monotonic() - ts < 60:
+                    peer.observe_rtt(time.monotonic() - ts)
+                peer.remote_inflight = msg.get("inflight", 0)
+                peer.remote_queued = msg.get("queued", 0)
+                peer.capacity = msg.get("capacity", peer.capacity) or peer.capacity
+                self.publish(
+                    PeerUpdated(
+                        peer_id=peer_id,
+                        rtt_ms=round(peer.rtt * 1000, 3) if peer.rtt is not None else None,
+                        inflight=peer.remote_inflight,
+                        queued=peer.remote_queued,
+                        capacity=peer.capacity,
+                    )
+                )
+        elif t == "hello":
+            self._hello_ids.pop(msg["id"], None)
+            if peer is None or msg["net"] != self.config.network:
+                return
+            peer.name = msg["name"][:63]
+            peer.caps = msg["caps"]
+            peer.models = msg["models"]
+            peer.capacity = msg.get("capacity") or peer.capacity
+            peer.accel = msg.get("accel") or peer.accel
+            peer.greeted = True
+            self._announce(peer)
+            self._peers_changed()
+        elif t == "ping" and self.transport is not None:
+            self.transport.send(
+                peer_id,
+                protocol.encode(
+                    {"t": "pong", "id": msg["id"], "ts": msg["ts"], "inflight": self.worker.inflight,
+                     "queued": self.worker.queued, "capacity": self.worker.capacity}
+                ),
+            )
+        elif t == "bye":
+            self._drop_peer(peer_id, "bye")
+        else:
+            self.counters["dropped"] += 1
+
+    def _on_error_reply(self, peer: Peer | None, msg: dict[str, Any]) -> None:
+        code = msg.get("code")
+        rid = msg.get("id")
+        if isinstance(rid, bytes) and rid in self._hello_ids:
+            self._hello_ids.pop(rid, None)
+            log.warning("peer %s refused our hello: %s", peer.peer_id if peer else "?", msg.get("message"))
+            return
+        if code == "hello_required" and peer is not None:
+            # ZeroMQ reconnected silently: greet again on the new connection.
+            peer.greeted = False
+            self._on_link(peer.peer_id, True)
+
+    # --- serving -------------------------------------------------------------------------
+
+    async def _serve_task(self, rid: bytes, requester: str, msg: dict[str, Any]) -> None:
+        req_id: bytes = msg["id"]
+        task_hex = req_id.hex()[:16]
+        try:
+            if msg["kind"] != "infer":
+                raise TaskError("unsupported", f"task kind {msg['kind'][:40]!r} is not supported")
+            if "infer" not in self.config.caps:
+                raise TaskError("unsupported", "this node does not execute tasks")
+            inputs = protocol.decode_tensor_map(msg["inputs"])
+            outputs, took_us = await self.worker.execute(
+                requester, req_id, msg["model"], msg.get("sha256"), inputs, msg["timeout_ms"] / 1000
+            )
+            wire = protocol.tensor_map(outputs)
+            self._reply(
+                rid,
+                {
+                    "t": "result",
+                    "id": req_id,
+                    "outputs": wire,
+                    "digest": protocol.digest_tensors(wire),
+                    "took_us": took_us,
+                },
+            )
+            self.counters["tasks_served"] += 1
+            self.publish(
+                TaskServed(task_id=task_hex, requester=requester, ok=True, took_us=took_us, model=msg["model"])
+            )
+        except TaskError as exc:
+            self.counters["tasks_refused"] += 1
+            self._reply(rid, protocol.error(exc.code, exc.message, req_id))
+            self.publish(
+                TaskServed(
+                    task_id=task_hex, requester=requester, ok=False, took_us=0, model=msg["model"], error=exc.code
+                )
+            )
+        except ProtocolError as exc:
+            self._reply_error(rid, exc.code, exc.message, req_id)
+        except Exception as exc:  # never let one task take the node down
+            log.exception("task %s failed", task_hex)
+            self._reply(rid, protocol.error("internal", f"{type(exc).__name__}: {exc}", req_id))
+
+    def _serve_model_chunk(self, rid: bytes, msg: dict[str, Any]) -> None:
+        req_id = msg["id"]
+        spec = self.registry.find(msg["name"], msg["sha256"])
+        if spec is None:
+            self._reply(rid, protocol.error("unknown_model", f"no model {msg['name'][:64]!r} with that sha256", req_id))
+            return
+        if msg["length"] > protocol.MAX_CHUNK:
+            self._reply(rid, protocol.error("too_large", f"length over {protocol.MAX_CHUNK} bytes", req_id))
+            return
+        try:
+            with open(spec.path, "rb") as fh:
+                fh.seek(msg["offset"])
+                data = fh.read(msg["length"])
+        except OSError as exc:
+            self._reply(rid, protocol.error("internal", f"cannot read model: {exc.strerror}", req_id))
+            return
+        self._reply(
+            rid,
+            {"t": "model_chunk", "id": req_id, "sha256": spec.sha256, "offset": msg["offset"],
+             "data": data, "total": spec.size},
+        )
+
+    async def _run_local(
+        self, model: str, sha256: str | None, inputs: Mapping[str, np.ndarray], timeout: float
+    ) -> tuple[dict[str, np.ndarray], int]:
+        return await self.worker.execute(self.peer_id, protocol.new_id(), model, sha256, inputs, timeout)
+
+    def report_error(self, message: str) -> None:
+        self.publish(NodeError(message=message))
+

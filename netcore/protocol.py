@@ -1,0 +1,338 @@
+"""Wire protocol v1: msgpack framing, validation, tensor codec and result digest.
+
+Messages travel as plain ``dict`` objects (msgpack maps with str keys). This module is the
+only place that knows their shape: :func:`decode` turns one frame into a validated dict or
+raises :class:`ProtocolError` carrying the error code the protocol prescribes, and
+:func:`encode` turns a dict into one frame. Keeping messages as dicts (rather than
+dataclasses) avoids a copy per message on the hot path; the validators are the schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgpack
+import numpy as np
+
+VERSION: Final = 1
+ID_LEN: Final = 16
+MAX_FRAME: Final = 16 * 1024 * 1024
+MAX_CHUNK: Final = 1024 * 1024
+
+REQUESTS: Final = frozenset({"hello", "ping", "task", "model_get"})
+NO_REPLY: Final = frozenset({"cancel", "pong", "result", "error", "model_chunk", "bye"})
+KNOWN_TYPES: Final = REQUESTS | NO_REPLY
+
+ERROR_CODES: Final = frozenset(
+    {
+        "bad_request",
+        "bad_input",
+        "unknown_model",
+        "overloaded",
+        "too_large",
+        "unsupported",
+        "hello_required",
+        "timeout",
+        "cancelled",
+        "internal",
+    }
+)
+
+# Tensor dtypes a peer may send. Object and void dtypes are never accepted from the wire.
+ALLOWED_DTYPES: Final = frozenset(
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    }
+)
+MAX_NDIM: Final = 8
+
+
+class ProtocolError(Exception):
+    """A frame or message that breaks the protocol; ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str, req_id: bytes | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.req_id = req_id
+
+
+def new_id() -> bytes:
+    """A fresh 16-byte request id."""
+    return os.urandom(ID_LEN)
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def encode(msg: Mapping[str, Any]) -> bytes:
+    """One message map to one frame. ``v`` is added when missing."""
+    if "v" not in msg:
+        msg = {"v": VERSION, **msg}
+    return _packer.pack(msg)
+
+
+def _unpack(frame: bytes | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+        )
+    except Exception as exc:
+        raise ProtocolError("bad_request", f"not msgpack: {type(exc).__name__}") from None
+
+
+def _echo_id(msg: Mapping[Any, Any]) -> bytes | None:
+    rid = msg.get("id")
+    if isinstance(rid, bytes) and len(rid) == ID_LEN:
+        return rid
+    return None
+
+
+def decode(frame: bytes | memoryview) -> dict[str, Any]:
+    """Parse and validate one frame.
+
+    Checks run in the protocol's order: a msgpack map with a str ``t`` (else ``bad_request``),
+    then ``v`` and a known ``t`` (else ``unsupported``), then the fields of that type
+    (``bad_request``). The greeting check sits between the last two and belongs to the node,
+    so callers use :func:`decode_envelope` and :func:`validate` separately when they need it.
+    """
+    msg = decode_envelope(frame)
+    validate(msg)
+    return msg
+
+
+def decode_envelope(frame: bytes | memoryview) -> dict[str, Any]:
+    """Unpack a frame and check only the envelope (map, ``t``, ``v``)."""
+    msg = _unpack(frame)
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_request", "a message must be a msgpack map")
+    t = msg.get("t")
+    if not isinstance(t, str):
+        raise ProtocolError("bad_request", "message has no str field 't'", _echo_id(msg))
+    if msg.get("v") != VERSION:
+        raise ProtocolError(
+            "unsupported", f"protocol version {msg.get('v')!r} not supported", _echo_id(msg)
+        )
+    if t not in KNOWN_TYPES:
+        raise ProtocolError("unsupported", f"unknown message type {t[:40]!r}", _echo_id(msg))
+    return msg
+
+
+# --- field validation -------------------------------------------------------------------
+
+
+def _need(msg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = msg.get(key)
+    # bool is an int subclass; never accept it where a number is meant.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise ProtocolError("bad_request", f"field '{key}' must be {what}", _echo_id(msg))
+    return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _need_str_list(msg: Mapping[str, Any], key: str) -> list[str]:
+    value = _need(msg, key, list, "a list of str")
+    if not all(isinstance(v, str) for v in value):
+        raise ProtocolError("bad_request", f"field '{key}' must be a list of str", _echo_id(msg))
+    return value
+
+
+def _need_id(msg: Mapping[str, Any]) -> bytes:
+    rid = msg.get("id")
+    if not isinstance(rid, bytes) or len(rid) != ID_LEN:
+        raise ProtocolError("bad_request", "field 'id' must be 16 bytes")
+    return rid
+
+
+def _validate_model_entry(entry: Any, msg: Mapping[str, Any]) -> None:
+    if not isinstance(entry, dict):
+        raise ProtocolError("bad_request", "a model entry must be a map", _echo_id(msg))
+    _need(entry, "name", str, "str")
+    _need(entry, "sha256", str, "str")
+    _need(entry, "size", int, "int")
+    for spec in _need(entry, "inputs", list, "a list"):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ProtocolError("bad_request", "model input spec must be a map with a name")
+    for spec in _need(entry, "outputs", list, "a list"):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ProtocolError("bad_request", "model output spec must be a map with a name")
+
+
+def _validate_tensor_map(msg: Mapping[str, Any], key: str) -> None:
+    tensors = _need(msg, key, dict, "a map of tensors")
+    for name, tensor in tensors.items():
+        if not isinstance(name, str):
+            raise ProtocolError("bad_request", f"tensor names in '{key}' must be str", msg["id"])
+        decode_tensor(tensor, name, msg["id"])
+
+
+def validate(msg: dict[str, Any]) -> None:
+    """Check the fields of an envelope-checked message; raise ``bad_request`` on a bad one."""
+    t = msg["t"]
+    if t in REQUESTS or t in ("result", "model_chunk", "cancel"):
+        _need_id(msg)
+    if t == "hello":
+        _need(msg, "name", str, "str")
+        _need(msg, "net", str, "str")
+        _need_str_list(msg, "caps")
+        _need_str_list(msg, "endpoints")
+        for entry in _need(msg, "models", list, "a list of models"):
+            _validate_model_entry(entry, msg)
+        if "accel" in msg:
+            _need_str_list(msg, "accel")
+        if "capacity" in msg:
+            _need(msg, "capacity", int, "int")
+    elif t == "ping":
+        _need(msg, "ts", (float, int), "a number")
+    elif t == "pong":
+        _need(msg, "ts", (float, int), "a number")
+        for key in ("inflight", "queued", "capacity"):
+            if key in msg:
+                _need(msg, key, int, "int")
+    elif t == "task":
+        _need(msg, "kind", str, "str")
+        _need(msg, "model", str, "str")
+        if msg.get("sha256") is not None:
+            _need(msg, "sha256", str, "str")
+        timeout = _need(msg, "timeout_ms", (int, float), "a number")
+        if timeout <= 0:
+            raise ProtocolError("bad_request", "field 'timeout_ms' must be positive", msg["id"])
+        _validate_tensor_map(msg, "inputs")
+    elif t == "result":
+        _validate_tensor_map(msg, "outputs")
+        digest = _need(msg, "digest", bytes, "32 bytes")
+        if len(digest) != 32:
+            raise ProtocolError("bad_request", "field 'digest' must be 32 bytes", msg["id"])
+        _need(msg, "took_us", int, "int")
+    elif t == "error":
+        _need(msg, "code", str, "str")
+        _need(msg, "message", str, "str")
+    elif t == "model_get":
+        _need(msg, "name", str, "str")
+        _need(msg, "sha256", str, "str")
+        offset = _need(msg, "offset", int, "int")
+        length = _need(msg, "length", int, "int")
+        if offset < 0 or length < 0:
+            raise ProtocolError("bad_request", "offset and length must be >= 0", msg["id"])
+    elif t == "model_chunk":
+        _need(msg, "sha256", str, "str")
+        _need(msg, "offset", int, "int")
+        _need(msg, "data", bytes, "bin")
+        _need(msg, "total", int, "int")
+
+
+# --- tensors ----------------------------------------------------------------------------
+
+
+def encode_tensor(array: np.ndarray) -> dict[str, Any]:
+    """A numpy array as a protocol tensor: C order, little-endian bytes."""
+    arr = np.asarray(array)
+    if arr.dtype.name not in ALLOWED_DTYPES:
+        raise ValueError(f"dtype {arr.dtype.name} cannot be sent")
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return {"dtype": arr.dtype.name, "shape": list(arr.shape), "data": arr.tobytes()}
+
+
+def decode_tensor(tensor: Any, name: str = "tensor", req_id: bytes | None = None) -> np.ndarray:
+    """A protocol tensor as a read-only numpy array (zero-copy over the frame's bytes)."""
+    if not isinstance(tensor, dict):
+        raise ProtocolError("bad_request", f"tensor '{name}' must be a map", req_id)
+    dtype_name = tensor.get("dtype")
+    shape = tensor.get("shape")
+    data = tensor.get("data")
+    if not isinstance(dtype_name, str) or dtype_name not in ALLOWED_DTYPES:
+        raise ProtocolError("bad_request", f"tensor '{name}' has unknown dtype {dtype_name!r}", req_id)
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_NDIM
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise ProtocolError(
+            "bad_request", f"tensor '{name}' shape must be a list of non-negative int", req_id
+        )
+    if not isinstance(data, bytes):
+        raise ProtocolError("bad_request", f"tensor '{name}' data must be bin", req_id)
+    dtype = np.dtype(dtype_name).newbyteorder("<")
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize != len(data):
+        raise ProtocolError(
+            "bad_request",
+            f"tensor '{name}' has {len(data)} bytes, shape {shape} x {dtype.itemsize} "
+            f"needs {count * dtype.itemsize}",
+            req_id,
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def tensor_map(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    return {name: encode_tensor(arr) for name, arr in arrays.items()}
+
+
+def decode_tensor_map(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    return {name: decode_tensor(t, name) for name, t in tensors.items()}
+
+
+# --- digest (PROTOCOL.md §4.2) ------------------------------------------------------------
+
+_u32 = struct.Struct("<I")
+_i64 = struct.Struct("<q")
+
+
+def digest_tensors(tensors: Mapping[str, Mapping[str, Any]]) -> bytes:
+    """SHA-256 over wire tensors sorted by name (see PROTOCOL.md §4.2)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors, key=lambda n: n.encode("utf-8")):
+        t = tensors[name]
+        name_b = name.encode("utf-8")
+        dtype_b = str(t["dtype"]).encode("utf-8")
+        h.update(_u32.pack(len(name_b)))
+        h.update(name_b)
+        h.update(_u32.pack(len(dtype_b)))
+        h.update(dtype_b)
+        h.update(_u32.pack(len(t["shape"])))
+        for dim in t["shape"]:
+            h.update(_i64.pack(dim))
+        h.update(t["data"])
+    return h.digest()
+
+
+# --- message builders -------------------------------------------------------------------
+
+
+def error(code: str, message: str, req_id: bytes | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"v": VERSION, "t": "error", "code": code, "message": one_line(message)}
+    if req_id is not None:
+        msg["id"] = req_id
+    return msg
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse text to one line of bounded length, as the protocol's ``message`` requires."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

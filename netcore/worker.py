@@ -1,0 +1,131 @@
+"""Task execution: a bounded queue in front of onnxruntime sessions run off the event loop.
+
+At most ``capacity`` tasks run at once, each in a thread of a pool (onnxruntime releases
+the GIL while it computes); up to ``queue_limit`` more wait. Past that a task is refused
+with ``overloaded`` at once, so a requester can go elsewhere instead of queueing without
+bound. A task whose budget ran out while it waited is answered ``timeout`` without running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .models import InputMismatch, ModelError, ModelRegistry
+
+
+class TaskError(Exception):
+    """A task that ends in a protocol ``error``; ``code`` is the protocol's code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Ticket:
+    cancelled: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        capacity: int,
+        queue_limit: int,
+        max_input_bytes: int,
+    ) -> None:
+        self.registry = registry
+        self.capacity = capacity
+        self.queue_limit = queue_limit
+        self.max_input_bytes = max_input_bytes
+        self._pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="p2pai-infer")
+        self._slots = asyncio.Semaphore(capacity)
+        self._tickets: dict[tuple[str, bytes], _Ticket] = {}
+        self.inflight = 0
+        self.queued = 0
+        self.served = 0
+        self.failed = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def cancel(self, requester: str, task_id: bytes) -> bool:
+        """Mark a queued or running task cancelled; its reply becomes ``cancelled``."""
+        ticket = self._tickets.get((requester, task_id))
+        if ticket is None:
+            return False
+        ticket.cancelled = True
+        return True
+
+    async def execute(
+        self,
+        requester: str,
+        task_id: bytes,
+        model: str,
+        sha256: str | None,
+        inputs: Mapping[str, np.ndarray],
+        timeout_s: float,
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """Run one task; returns ``(outputs, took_us)`` or raises :class:`TaskError`."""
+        spec = self.registry.find(model, sha256)
+        if spec is None:
+            pinned = f" with sha256 {sha256[:12]}…" if sha256 else ""
+            raise TaskError("unknown_model", f"no model {model!r}{pinned} on this node")
+        size = sum(arr.nbytes for arr in inputs.values())
+        if size > self.max_input_bytes:
+            raise TaskError(
+                "too_large", f"inputs are {size} bytes, this node takes at most {self.max_input_bytes}"
+            )
+        try:
+            spec.check_inputs(inputs)
+        except InputMismatch as exc:
+            raise TaskError("bad_input", str(exc)) from None
+        if self.inflight + self.queued >= self.capacity + self.queue_limit:
+            raise TaskError("overloaded", f"queue full ({self.queue_limit} waiting); try another peer")
+        deadline = time.monotonic() + timeout_s
+        key = (requester, task_id)
+        ticket = _Ticket()
+        self._tickets[key] = ticket
+        self.queued += 1
+        try:
+            try:
+                await self._slots.acquire()
+            finally:
+                self.queued -= 1
+            self.inflight += 1
+            try:
+                if ticket.cancelled:
+                    raise TaskError("cancelled", "cancelled by the requester")
+                if time.monotonic() > deadline:
+                    raise TaskError("timeout", "the task's budget ran out while it waited")
+                started = time.perf_counter_ns()
+                try:
+                    loaded = self.registry.load(spec)
+                    loop = asyncio.get_running_loop()
+                    outputs = await loop.run_in_executor(self._pool, loaded.run, inputs)
+                except ModelError as exc:
+                    raise TaskError("internal", str(exc)) from None
+                except TaskError:
+                    raise
+                except Exception as exc:
+                    raise TaskError("internal", f"inference failed: {type(exc).__name__}: {exc}") from None
+                took_us = (time.perf_counter_ns() - started) // 1000
+                if ticket.cancelled:
+                    raise TaskError("cancelled", "cancelled by the requester")
+                self.served += 1
+                return outputs, took_us
+            finally:
+                self.inflight -= 1
+                self._slots.release()
+        except TaskError:
+            self.failed += 1
+            raise
+        finally:
+            self._tickets.pop(key, None)
