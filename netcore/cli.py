@@ -249,7 +249,7 @@ def submit(
     base_dir = data_dir or default_data_dir()
     config = make_config(
         interfaces, port, network, base_dir / "client", name,
-        caps=(), advertise=False, task_timeout=task_timeout,
+        caps=(), task_timeout=task_timeout,
     )
     if input_file is not None and not input_file.exists():
         raise CliError(f"--input {input_file}: no such file")
@@ -394,7 +394,7 @@ def peers(
             await asyncio.sleep(timeout)
             found = client.usable_peers(kind=None)
             rtts = await asyncio.gather(*(client.ping(p.peer_id) for p in found))
-            rows = []
+            rows: list[dict[str, Any]] = []
             for peer, rtt in zip(found, rtts, strict=True):
                 rows.append({
                     "peer_id": peer.peer_id,
@@ -422,6 +422,33 @@ def peers(
         return 0
 
     sys.exit(run_async(main()))
+
+
+# --- console -------------------------------------------------------------------------------
+
+
+@cli.command()
+@common_options
+@click.option("--local", type=click.IntRange(0, 16), default=0, show_default=True,
+              help="Also start N headless peers on 127.0.0.1 (a private swarm) that stop with the console.")
+@click.option("--capacity", type=click.IntRange(0, 1024), default=0,
+              help="Tasks run at once [default: one per CPU core].")
+def console(
+    interfaces: tuple[str, ...] = (),
+    port: int = 0,
+    network: str = "default",
+    data_dir: Path | None = None,
+    name: str | None = None,
+    log_level: str | None = None,
+    local: int = 0,
+    capacity: int = 0,
+) -> None:
+    """The terminal console: a node with live peers, tasks, latency and logs (the default command)."""
+    config = make_config(interfaces, port, network, data_dir, name, capacity=capacity)
+    # Imported here so that `import netcore` never loads Textual.
+    from tui.app import run_console
+
+    sys.exit(run_console(config, local=local, log_level=log_level or "info"))
 
 
 # --- demo ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
@@ -96,6 +97,7 @@ class Discovery:
         self.info: AsyncServiceInfo | None = None
         self.ignored_records = 0
         self._pending: set[asyncio.Task[None]] = set()
+        self._announcing: asyncio.Future[Any] | None = None
 
     async def start(self, addresses: list[str], port: int, advertise: bool = True) -> None:
         self.azc = AsyncZeroconf(interfaces=self.interfaces, ip_version=IPVersion.V4Only)
@@ -130,10 +132,12 @@ class Discovery:
         )
         # The instance name is the hash of our key, unique by construction: skip the
         # ~1.2 s name probe (cooperating_responders) and announce at once.
-        announced = await self.azc.async_register_service(
+        announcing = await self.azc.async_register_service(
             self.info, cooperating_responders=True, strict=False
         )
-        await announced
+        # The first announcement leaves at once; the repeats (RFC 6762 §8.3) take ~0.5 s and
+        # must not delay browsing, so they finish in the background.
+        self._announcing = asyncio.ensure_future(announcing)
 
     async def stop(self) -> None:
         """Goodbye (TTL 0) and close; waits until the goodbye is sent."""
@@ -141,6 +145,10 @@ class Discovery:
             return
         for task in list(self._pending):
             task.cancel()
+        if self._announcing is not None and not self._announcing.done():
+            self._announcing.cancel()
+            with contextlib.suppress(BaseException):
+                await self._announcing
         if self.browser is not None:
             with contextlib.suppress(Exception):
                 await self.browser.async_cancel()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+from zmq.utils import z85
 
 SECRET_FILE = "identity.key_secret"
 PUBLIC_FILE = "identity.key"
@@ -43,7 +44,7 @@ class Identity:
 def peer_id_for(z85_public_key: bytes | str) -> str:
     """First 20 hex chars of SHA-256 over the 32 raw public-key bytes (PROTOCOL.md §1)."""
     key = z85_public_key.encode("ascii") if isinstance(z85_public_key, str) else z85_public_key
-    raw = zmq.utils.z85.decode(key)
+    raw = z85.decode(key)
     if len(raw) != 32:
         raise ValueError("a CURVE public key has 32 bytes")
     return hashlib.sha256(raw).hexdigest()[:20]
@@ -53,7 +54,7 @@ def is_z85_key(text: str | bytes) -> bool:
     """True for a 40-character Z85 string that decodes to 32 bytes."""
     try:
         key = text.encode("ascii") if isinstance(text, str) else text
-        return len(key) == 40 and len(zmq.utils.z85.decode(key)) == 32
+        return len(key) == 40 and len(z85.decode(key)) == 32
     except Exception:
         return False
 

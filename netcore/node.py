@@ -227,6 +227,14 @@ class Node:
             await self.transport.close()
             raise NodeStartError(f"cannot start the transport: {exc}") from None
         port = int(self.endpoints[0].rsplit(":", 1)[1])
+        # Ready once the ROUTER serves: peers may connect from here on, even before mDNS.
+        self.publish(
+            NodeReady(
+                peer_id=self.identity.peer_id,
+                endpoint=self.endpoint,
+                key=self.identity.public_text,
+            )
+        )
         if cfg.mdns:
             self.discovery = Discovery(
                 self.identity,
@@ -247,19 +255,14 @@ class Node:
         self._started = True
         self.started_at = time.monotonic()
         self._spawn(self._tick_loop())
+        if cfg.caps:
+            self._spawn(self._warm_up())
         log.info(
             "node %s (%s) serving %s on network %r",
             self.identity.peer_id,
             cfg.name,
             ", ".join(self.endpoints),
             cfg.network,
-        )
-        self.publish(
-            NodeReady(
-                peer_id=self.identity.peer_id,
-                endpoint=self.endpoint,
-                key=self.identity.public_text,
-            )
         )
 
     async def stop(self) -> None:
@@ -722,6 +725,15 @@ class Node:
         self, model: str, sha256: str | None, inputs: Mapping[str, np.ndarray], timeout: float
     ) -> tuple[dict[str, np.ndarray], int]:
         return await self.worker.execute(self.peer_id, protocol.new_id(), model, sha256, inputs, timeout)
+
+    async def _warm_up(self) -> None:
+        """Load every model off the loop, so the first task does not pay for the session."""
+        loop = asyncio.get_running_loop()
+        for spec in self.registry.specs():
+            try:
+                await loop.run_in_executor(None, self.registry.load, spec)
+            except Exception as exc:
+                log.warning("model %s cannot be loaded: %s", spec.name, exc)
 
     def report_error(self, message: str) -> None:
         self.publish(NodeError(message=message))

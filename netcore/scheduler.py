@@ -185,6 +185,7 @@ class Scheduler:
         deadline: float | None = None,
         pin: str | None = None,
         allow_local: bool = False,
+        task_id: str | None = None,
     ) -> TaskOutcome:
         """Run one task somewhere and return its outcome (never raises for task failures).
 
@@ -196,7 +197,8 @@ class Scheduler:
         max_attempts = max_attempts or self.max_attempts
         started = time.monotonic()
         deadline_at = started + (deadline or timeout * max_attempts + timeout)
-        task_id = protocol.new_id().hex()[:16]
+        # A caller may choose the id, to match TaskRetry events to its own record.
+        task_id = task_id or protocol.new_id().hex()[:16]
         self.submitted += 1
         try:
             wire_inputs = protocol.tensor_map(inputs)

@@ -183,9 +183,9 @@ class Transport:
             if len(frames) < 2:
                 continue
             try:
-                client_key = frames[1].get("User-Id")
+                client_key = str(frames[1].get("User-Id") or "")
             except zmq.ZMQError:
-                client_key = None
+                client_key = ""
             if not client_key:
                 # No authenticated sender: the protocol says drop it.
                 continue
@@ -245,10 +245,11 @@ class Transport:
     def _send_now(self, sock: zmq.asyncio.Socket, data: Any, multipart: bool = False) -> bool:
         # The asyncio socket tries a DONTWAIT send first and returns a finished future;
         # it also re-arms its reader, so this is safe beside pending receives.
+        fut: asyncio.Future[Any]
         if multipart:
-            fut = sock.send_multipart(data, flags=zmq.DONTWAIT, copy=True)
+            fut = sock.send_multipart(data, flags=zmq.DONTWAIT, copy=True)  # type: ignore[assignment]
         else:
-            fut = sock.send(data, flags=zmq.DONTWAIT, copy=True)
+            fut = sock.send(data, flags=zmq.DONTWAIT, copy=True)  # type: ignore[assignment]
         if fut.done() and fut.exception() is None:
             self.bytes_out += len(data[-1] if multipart else data)
             return True

@@ -1,0 +1,5 @@
+"""``python -m netcore`` runs the CLI."""
+
+from netcore.cli import main
+
+main()
