@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("p2pai.models")
+
+QUICK_RUN_S = 0.0002
 
 
 class ModelError(Exception):
@@ -193,10 +196,24 @@ class LoadedModel:
         except Exception as exc:
             raise ModelError(f"model {spec.name}: onnxruntime cannot load it: {exc}") from None
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.mean_run_s: float | None = None
+        """Smoothed wall time of one ``run``; decides where the worker runs it."""
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
         results = self.session.run(self.output_names, dict(inputs))
+        took = time.perf_counter() - started
+        self.mean_run_s = took if self.mean_run_s is None else 0.9 * self.mean_run_s + 0.1 * took
         return {name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)}
+
+    def is_quick(self) -> bool:
+        """True when a run is known to take under QUICK_RUN_S.
+
+        Handing such a run to a thread costs more than the run (two GIL hand-offs and loop
+        wake-ups, ~50-100 us), so the worker runs it inline: the loop is blocked for less
+        time than decoding one large frame takes. Slow or unknown models go to threads.
+        """
+        return self.mean_run_s is not None and self.mean_run_s < QUICK_RUN_S
 
 
 class ModelRegistry:

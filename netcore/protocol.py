@@ -99,6 +99,15 @@ def _unpack(frame: bytes | memoryview) -> Any:
         raise ProtocolError("bad_request", f"not msgpack: {type(exc).__name__}") from None
 
 
+def _show(value: Any) -> str:
+    """A short repr of a peer's value for an error message (never recursive, never long)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)[:40]
+    if isinstance(value, (str, bytes)):
+        return repr(value[:40])
+    return f"<{type(value).__name__}>"
+
+
 def _echo_id(msg: Mapping[Any, Any]) -> bytes | None:
     rid = msg.get("id")
     if isinstance(rid, bytes) and len(rid) == ID_LEN:
@@ -127,9 +136,10 @@ def decode_envelope(frame: bytes | memoryview) -> dict[str, Any]:
     t = msg.get("t")
     if not isinstance(t, str):
         raise ProtocolError("bad_request", "message has no str field 't'", _echo_id(msg))
-    if msg.get("v") != VERSION:
+    v = msg.get("v")
+    if type(v) is not int or v != VERSION:  # not True, not 1.0
         raise ProtocolError(
-            "unsupported", f"protocol version {msg.get('v')!r} not supported", _echo_id(msg)
+            "unsupported", f"protocol version {_show(v)} not supported", _echo_id(msg)
         )
     if t not in KNOWN_TYPES:
         raise ProtocolError("unsupported", f"unknown message type {t[:40]!r}", _echo_id(msg))
@@ -166,17 +176,23 @@ def _need_id(msg: Mapping[str, Any]) -> bytes:
 
 
 def _validate_model_entry(entry: Any, msg: Mapping[str, Any]) -> None:
+    rid = _echo_id(msg)
     if not isinstance(entry, dict):
-        raise ProtocolError("bad_request", "a model entry must be a map", _echo_id(msg))
-    _need(entry, "name", str, "str")
-    _need(entry, "sha256", str, "str")
-    _need(entry, "size", int, "int")
-    for spec in _need(entry, "inputs", list, "a list"):
+        raise ProtocolError("bad_request", "a model entry must be a map", rid)
+    try:
+        _need(entry, "name", str, "str")
+        _need(entry, "sha256", str, "str")
+        _need(entry, "size", int, "int")
+        inputs = _need(entry, "inputs", list, "a list")
+        outputs = _need(entry, "outputs", list, "a list")
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, f"model entry: {exc.message}", rid) from None
+    for spec in inputs:
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise ProtocolError("bad_request", "model input spec must be a map with a name")
-    for spec in _need(entry, "outputs", list, "a list"):
+            raise ProtocolError("bad_request", "model input spec must be a map with a name", rid)
+    for spec in outputs:
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise ProtocolError("bad_request", "model output spec must be a map with a name")
+            raise ProtocolError("bad_request", "model output spec must be a map with a name", rid)
 
 
 def _validate_tensor_map(msg: Mapping[str, Any], key: str) -> None:
@@ -190,7 +206,7 @@ def _validate_tensor_map(msg: Mapping[str, Any], key: str) -> None:
 def validate(msg: dict[str, Any]) -> None:
     """Check the fields of an envelope-checked message; raise ``bad_request`` on a bad one."""
     t = msg["t"]
-    if t in REQUESTS or t in ("result", "model_chunk", "cancel"):
+    if t in REQUESTS or t in ("pong", "result", "model_chunk", "cancel"):
         _need_id(msg)
     if t == "hello":
         _need(msg, "name", str, "str")
@@ -216,7 +232,7 @@ def validate(msg: dict[str, Any]) -> None:
         if msg.get("sha256") is not None:
             _need(msg, "sha256", str, "str")
         timeout = _need(msg, "timeout_ms", (int, float), "a number")
-        if timeout <= 0:
+        if not timeout > 0:  # also catches NaN
             raise ProtocolError("bad_request", "field 'timeout_ms' must be positive", msg["id"])
         _validate_tensor_map(msg, "inputs")
     elif t == "result":
@@ -265,7 +281,7 @@ def decode_tensor(tensor: Any, name: str = "tensor", req_id: bytes | None = None
     shape = tensor.get("shape")
     data = tensor.get("data")
     if not isinstance(dtype_name, str) or dtype_name not in ALLOWED_DTYPES:
-        raise ProtocolError("bad_request", f"tensor '{name}' has unknown dtype {dtype_name!r}", req_id)
+        raise ProtocolError("bad_request", f"tensor '{name}' has unknown dtype {_show(dtype_name)}", req_id)
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_NDIM
@@ -287,7 +303,10 @@ def decode_tensor(tensor: Any, name: str = "tensor", req_id: bytes | None = None
             f"needs {count * dtype.itemsize}",
             req_id,
         )
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    try:
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+    except ValueError:  # e.g. shape [0, 2**63]: no items, but numpy cannot represent it
+        raise ProtocolError("bad_request", f"tensor '{name}' shape {shape} is too large", req_id) from None
 
 
 def tensor_map(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:

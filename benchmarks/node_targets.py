@@ -1,0 +1,281 @@
+"""Measure the node issue's targets on this machine, each beside its baseline in the same run.
+
+- discovery: a node that starts is seen by every running node (peer_up at each of them,
+  from the newcomer's `ready`); a node started late sees all running peers;
+- task round trip, digits model, two processes, one task in flight: p2pai vs a bare pyzmq
+  asyncio DEALER/ROUTER exchange running the same model on the same input, vs a direct
+  in-process onnxruntime call;
+- throughput with 100 in flight to one worker, same baseline;
+- `p2pai demo` with 3 nodes and 200 tasks.
+
+Everything binds to 127.0.0.1 and uses a private network name. Prints one JSON object.
+Usage: python benchmarks/node_targets.py [--rounds 15] [--tasks 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from netcore import protocol
+from netcore.config import Config
+from netcore.models import LoadedModel, ModelRegistry, assets_dir, load_samples
+from netcore.node import Node
+
+HERE = Path(__file__).resolve().parent
+
+
+def pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3) if values else float("nan")
+
+
+class NodeProc:
+    """A `p2pai node --json` child process whose events are read by a thread."""
+
+    def __init__(self, network: str, data_dir: Path, name: str, events: bool = True) -> None:
+        """With ``events=False`` the node runs without --json (as deployed headless), so that
+        reading its per-task event lines does not load this process during a timing run."""
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "netcore.cli", "node", *(["--json"] if events else []),
+             "--interface", "127.0.0.1", "--network", network, "--data-dir", str(data_dir),
+             "--name", name, "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.history: list[dict[str, Any]] = []
+        if events:
+            threading.Thread(target=self._read, daemon=True).start()
+            self.ready = self.wait("ready")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self.history.append(event)
+            self.events.put(event)
+
+    def wait(self, kind: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
+        """The first event of ``kind`` matching ``match`` (already seen or still to come)."""
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            while checked < len(self.history):
+                event = self.history[checked]
+                checked += 1
+                if event.get("event") == kind and all(event.get(k) == v for k, v in match.items()):
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: no {kind} {match}")
+            try:
+                self.events.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                pass
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def bench_discovery(workdir: Path, rounds: int, running: int = 3) -> dict[str, Any]:
+    network = f"bench-{secrets.token_hex(4)}"
+    base = [NodeProc(network, workdir / f"base{i}", f"base{i}") for i in range(running)]
+    seen_by_running: list[float] = []
+    late_sees_all: list[float] = []
+    try:
+        for node in base:
+            for other in base:
+                if other is not node:
+                    node.wait("peer_up", peer_id=other.ready["peer_id"])
+        for r in range(rounds):
+            late = NodeProc(network, workdir / f"late{r}", f"late{r}")
+            new_id = late.ready["peer_id"]
+            t0 = late.ready["t"]
+            for node in base:
+                seen_by_running.append((node.wait("peer_up", peer_id=new_id)["t"] - t0) * 1000)
+            own = [late.wait("peer_up", peer_id=n.ready["peer_id"])["t"] for n in base]
+            late_sees_all.append((max(own) - t0) * 1000)
+            late.stop()
+            for node in base:
+                node.wait("peer_down", peer_id=new_id)
+    finally:
+        for node in base:
+            node.stop()
+    return {
+        "running_nodes": running,
+        "rounds": rounds,
+        "new_node_seen_by_each_ms": {"p50": pct(seen_by_running, 50), "p99": pct(seen_by_running, 99)},
+        "late_node_sees_all_ms": {"p50": pct(late_sees_all, 50), "p99": pct(late_sees_all, 99)},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(HERE / "raw_zmq_server.py"), str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        ctx = zmq.asyncio.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+
+        def payload(i: int) -> bytes:
+            row = x[i % len(x): i % len(x) + 1]
+            return msgpack.packb({
+                "v": 1, "t": "task", "id": os.urandom(16), "kind": "infer", "model": "digits",
+                "inputs": {"input": protocol.encode_tensor(row)}, "timeout_ms": 5000,
+            }, use_bin_type=True)
+
+        for i in range(200):  # warm up
+            await dealer.send(payload(i))
+            await dealer.recv()
+        latencies = []
+        for i in range(tasks):
+            t = time.perf_counter()
+            await dealer.send(payload(i))
+            await dealer.recv()
+            latencies.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        sent = 0
+        for _ in range(min(inflight, tasks)):
+            await dealer.send(payload(sent))
+            sent += 1
+        for _ in range(tasks):
+            await dealer.recv()
+            if sent < tasks:
+                await dealer.send(payload(sent))
+                sent += 1
+        tps = tasks / (time.perf_counter() - t)
+        await dealer.send(msgpack.packb({"t": "stop"}))
+        dealer.close()
+        ctx.term()
+    finally:
+        server.wait(5) if server.poll() is None else None
+        if server.poll() is None:
+            server.kill()
+    return {"p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "throughput_tps": round(tps, 1)}
+
+
+async def p2pai_round_trip(workdir: Path, x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
+    network = f"bench-{secrets.token_hex(4)}"
+    worker = NodeProc(network, workdir / "rt-worker", "rt-worker", events=False)
+    try:
+        config = Config(interfaces=("127.0.0.1",), network=network, data_dir=workdir / "rt-client",
+                        name="rt-client", caps=())
+        async with Node(config) as client:
+            await client.wait_for_peers(1, 20, model="digits")
+            for i in range(200):  # warm up
+                await client.submit("digits", x[i % len(x): i % len(x) + 1])
+            latencies = []
+            for i in range(tasks):
+                t = time.perf_counter()
+                outcome = await client.submit("digits", x[i % len(x): i % len(x) + 1])
+                latencies.append((time.perf_counter() - t) * 1000)
+                assert outcome.ok, outcome.error
+            next_i = 0
+            t = time.perf_counter()
+
+            async def lane() -> None:
+                nonlocal next_i
+                while next_i < tasks:
+                    i = next_i
+                    next_i += 1
+                    await client.submit("digits", x[i % len(x): i % len(x) + 1])
+
+            await asyncio.gather(*(lane() for _ in range(inflight)))
+            tps = tasks / (time.perf_counter() - t)
+    finally:
+        worker.stop()
+    return {"p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "throughput_tps": round(tps, 1)}
+
+
+def direct_onnxruntime(x: np.ndarray, tasks: int) -> dict[str, Any]:
+    registry = ModelRegistry([assets_dir() / "models"])
+    spec = registry.find("digits")
+    assert spec is not None
+    model = LoadedModel(spec)
+    latencies = []
+    for i in range(tasks):
+        row = x[i % len(x): i % len(x) + 1]
+        t = time.perf_counter()
+        model.run({"input": row})
+        latencies.append((time.perf_counter() - t) * 1000)
+    return {"p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99)}
+
+
+def bench_demo(runs: int) -> dict[str, Any]:
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-m", "netcore.cli", "demo", "--json"],
+                             capture_output=True, text=True, timeout=120)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "runs": runs,
+        "elapsed_s": [r["elapsed_s"] for r in results],
+        "success_rate": [r["success_rate"] for r in results],
+        "discovery_ms_p50": [r["discovery_ms"]["p50"] for r in results],
+        "latency_ms_p50": [r["latency_ms"]["p50"] for r in results],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--demo-runs", type=int, default=3)
+    args = parser.parse_args()
+    x, _ = load_samples()
+    with tempfile.TemporaryDirectory(prefix="p2pai-bench-") as tmp:
+        workdir = Path(tmp)
+        result = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform(), "zmq": zmq.zmq_version()},
+            "discovery": bench_discovery(workdir, args.rounds),
+            "round_trip": {
+                "p2pai": asyncio.run(p2pai_round_trip(workdir, x, args.tasks, 100)),
+                "raw_pyzmq_same_model": asyncio.run(raw_baseline(x, args.tasks, 100)),
+                "direct_onnxruntime": direct_onnxruntime(x, args.tasks),
+            },
+            "demo": bench_demo(args.demo_runs),
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
