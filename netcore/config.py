@@ -66,7 +66,7 @@ class Config:
             self.capacity = max(1, os.cpu_count() or 1)
 
     def validate(self) -> None:
-        if not NETWORK_RE.match(self.network):
+        if not NETWORK_RE.fullmatch(self.network):  # match() lets "$" accept a final "\n"
             raise ConfigError(
                 f"--network {self.network!r}: use 1-63 letters, digits, '.', '_' or '-'"
             )

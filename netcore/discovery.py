@@ -59,6 +59,8 @@ def parse_service(
         return None
     if text(b"net") != network:
         return None
+    if properties.get(b"name") is not None and text(b"name") is None:
+        return None  # present but not UTF-8: an undecodable field, like any other
     name = text(b"name") or peer_id[:8]
     if len(name.encode("utf-8")) > 63:
         return None

@@ -84,10 +84,11 @@ def _read_cert(path: Path) -> tuple[bytes | None, bytes | None]:
         with open(path, "rb") as fh:
             for raw in fh.read(64 * 1024).splitlines():
                 line = raw.strip()
+                # partition, not split: a truncated line may have no '=' at all
                 if line.startswith(b"public-key"):
-                    public = line.split(b"=", 1)[1].strip(b" \t'\"")
+                    public = line.partition(b"=")[2].strip(b" \t'\"")
                 elif line.startswith(b"secret-key"):
-                    secret = line.split(b"=", 1)[1].strip(b" \t'\"")
+                    secret = line.partition(b"=")[2].strip(b" \t'\"")
     except OSError as exc:
         raise IdentityError(f"cannot read key file {path}: {exc.strerror}") from None
     return public, secret
@@ -111,7 +112,16 @@ def load_or_create(data_dir: Path) -> Identity:
         _write_cert(secret_path, public, secret)
         _write_cert(data_dir / PUBLIC_FILE, public, None)
         return Identity(public, secret)
-    return load(secret_path)
+    ident = load(secret_path)
+    public_path = data_dir / PUBLIC_FILE
+    if not public_path.exists():  # a first start cut short: the public half derives from the secret
+        _write_cert(public_path, ident.public_key, None)
+    elif _read_cert(public_path)[0] != ident.public_key:
+        raise IdentityError(
+            f"key file {public_path} does not match {secret_path} (public key differs); "
+            "move it away and it is written again from the secret key"
+        )
+    return ident
 
 
 def load(secret_path: Path) -> Identity:

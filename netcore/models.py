@@ -164,6 +164,8 @@ def load_manifest(manifest_path: Path) -> ModelSpec:
         raise ModelError(f"manifest {manifest_path}: missing {exc}") from None
     except OSError as exc:
         raise ModelError(f"manifest {manifest_path}: model file: {exc.strerror}") from None
+    except (TypeError, ValueError) as exc:  # e.g. "size": "big", "labels": 10
+        raise ModelError(f"manifest {manifest_path}: bad value: {exc}") from None
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ModelError(f"manifest {manifest_path}: sha256 must be 64 hex characters")
     if not onnx_path.is_file():

@@ -351,10 +351,18 @@ class Node:
             ours.append(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
         valid = []
         for endpoint in endpoints:
+            # Only `tcp://<IPv4>:<1-65535>`: anything else from a peer's hello makes ZeroMQ's
+            # connect() raise EINVAL inside the inbound handler.
+            host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
             try:
-                host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
                 ip = ipaddress.ip_address(host)
             except ValueError:
+                continue
+            if (
+                not endpoint.startswith("tcp://")
+                or ip.version != 4
+                or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+            ):
                 continue
             if any(ip in net for net in ours):
                 return endpoint
@@ -450,6 +458,10 @@ class Node:
 
     def _send_request(self, peer_id: str, msg: Mapping[str, Any]) -> bool:
         assert self.transport is not None
+        if self._stopping:
+            # After our bye, a ping (answered hello_required) or a late hello would make the
+            # peer greet us again: a ghost that lingers until it expires.
+            return False
         return self.transport.send(peer_id, protocol.encode(msg))
 
     def _reply(self, rid: bytes, msg: Mapping[str, Any]) -> None:
@@ -710,7 +722,9 @@ class Node:
             return
         try:
             with open(spec.path, "rb") as fh:
-                fh.seek(msg["offset"])
+                # Past the end the chunk is empty; clamping also keeps a peer's offset of
+                # 2**62..2**64-1 from failing lseek (EINVAL) or seek itself (ValueError).
+                fh.seek(min(msg["offset"], spec.size))
                 data = fh.read(msg["length"])
         except OSError as exc:
             self._reply(rid, protocol.error("internal", f"cannot read model: {exc.strerror}", req_id))

@@ -63,14 +63,18 @@ class TaskOutcome:
         if not self.ok or name is None or name not in self.outputs:
             return None
         arr = self.outputs[name]
-        return int(arr.reshape(-1)[0]) if arr.size else None
+        try:  # a peer's output: it may hold NaN, inf or anything else
+            return int(arr.reshape(-1)[0]) if arr.size else None
+        except (TypeError, ValueError, OverflowError):
+            return None
 
     @property
     def confidence(self) -> float | None:
         probs = self.outputs.get("probabilities")
         if not self.ok or probs is None or not probs.size:
             return None
-        return float(np.max(probs.reshape(probs.shape[0], -1)[0]))
+        first = probs.reshape(probs.shape[0], -1)[0] if probs.ndim else probs.reshape(-1)
+        return float(np.max(first)) if first.size else None
 
 
 @dataclass(slots=True)
@@ -253,6 +257,14 @@ class Scheduler:
                     self.send(peer.peer_id, {"t": "cancel", "id": rid})
                 self._retry(task_id, peer, exc.message)
                 continue
+            except asyncio.CancelledError:
+                # The caller gave up: forget the attempt and tell the worker.
+                abandoned = self._attempts.pop(rid, None)
+                if abandoned is not None:
+                    if abandoned.timer is not None:
+                        abandoned.timer.cancel()
+                    self.send(peer.peer_id, {"t": "cancel", "id": rid})
+                raise
             finally:
                 peer.inflight -= 1
             if reply.get("t") == "result":
