@@ -136,11 +136,10 @@ def cli(ctx: click.Context) -> None:
     ONNX models with onnxruntime. Start with `p2pai demo`, or `p2pai node` on each machine.
     """
     if ctx.invoked_subcommand is None:
-        console = cli.commands.get("console")
-        if console is not None:
-            ctx.invoke(console)
-        else:
-            click.echo(ctx.get_help())
+        console = cli.commands["console"]
+        # Parse an empty command line so that P2PAI_* variables and defaults apply.
+        with console.make_context("console", [], parent=ctx) as sub:
+            console.invoke(sub)
 
 
 # --- node ----------------------------------------------------------------------------------

@@ -1,0 +1,9 @@
+"""Modal screens: help, model picker, node error."""
+
+from __future__ import annotations
+
+from .error import NodeErrorScreen
+from .help import HelpScreen
+from .model_picker import ModelPickerScreen
+
+__all__ = ["HelpScreen", "ModelPickerScreen", "NodeErrorScreen"]

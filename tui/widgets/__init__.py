@@ -1,0 +1,11 @@
+"""The console's panes, one widget per module."""
+
+from __future__ import annotations
+
+from .header import HeaderBar
+from .latency import LatencyPane
+from .logs import LogsPane
+from .peers import PeersPane
+from .tasks import TasksPane
+
+__all__ = ["HeaderBar", "LatencyPane", "LogsPane", "PeersPane", "TasksPane"]
