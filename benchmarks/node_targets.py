@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -90,10 +91,8 @@ class NodeProc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{self.name}: no {kind} {match}")
-            try:
+            with contextlib.suppress(queue.Empty):
                 self.events.get(timeout=min(remaining, 0.5))
-            except queue.Empty:
-                pass
 
     def stop(self) -> None:
         if self.proc.poll() is None:

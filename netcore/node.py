@@ -103,6 +103,9 @@ class Node:
         self._departed: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pings: dict[bytes, asyncio.Future[float]] = {}
+        self._unstarted: dict[tuple[str, bytes], bool] = {}
+        """Tasks received whose coroutine has not run yet (the worker has no ticket for them
+        to cancel), by (requester, id): True once a cancel came for one."""
         self._changed = asyncio.Event()
         self._started = False
         self._stopping = False
@@ -531,6 +534,7 @@ class Node:
                 },
             )
         elif t == "task":
+            self._unstarted[(peer_id, msg["id"])] = False
             self._spawn(self._serve_task(rid, peer_id, msg))
         elif t == "model_get":
             self._serve_model_chunk(rid, msg)
@@ -547,7 +551,10 @@ class Node:
             self._greeted.pop(rid, None)
             self._drop_peer(peer_id, "bye")
         elif t == "cancel" and self._greeted.get(rid) is not None:
-            self.worker.cancel(peer_id, msg["id"])
+            if (peer_id, msg["id"]) in self._unstarted:
+                self._unstarted[(peer_id, msg["id"])] = True  # right behind its task, in a burst
+            else:
+                self.worker.cancel(peer_id, msg["id"])
         else:
             self.counters["dropped"] += 1
 
@@ -674,6 +681,8 @@ class Node:
         req_id: bytes = msg["id"]
         task_hex = req_id.hex()[:16]
         try:
+            if self._unstarted.pop((requester, req_id), False):
+                raise TaskError("cancelled", "cancelled by the requester")
             if msg["kind"] != "infer":
                 raise TaskError("unsupported", f"task kind {msg['kind'][:40]!r} is not supported")
             if "infer" not in self.config.caps:

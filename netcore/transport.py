@@ -31,6 +31,9 @@ log = logging.getLogger("p2pai.transport")
 
 HWM = 10_000
 LINGER_MS = 100
+CURVE_OVERHEAD = 33
+"""Bytes CURVE adds to each frame ("\\x07MESSAGE", nonce, flags, MAC); ZMQ_MAXMSGSIZE counts
+them, so without this a frame of 16 MiB - 32 bytes already closed the connection."""
 ZAP_DOMAIN = b"p2pai"
 _LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
@@ -74,7 +77,7 @@ def _tune(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, HWM)
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + CURVE_OVERHEAD)
 
 
 class Transport:
@@ -189,6 +192,8 @@ class Transport:
             if not client_key:
                 # No authenticated sender: the protocol says drop it.
                 continue
+            if any(len(f.buffer) > MAX_FRAME for f in frames[1:]):
+                continue  # a safety net: with CURVE_OVERHEAD exact, ZeroMQ closed it already
             self.bytes_in += sum(len(f.buffer) for f in frames[1:])
             try:
                 self.on_inbound(frames[0].bytes, client_key, frames[1:])
