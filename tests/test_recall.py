@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from netcore.peers import Peer, PeerTable
 from netcore.recall import FlapDamper, Recall
 
@@ -26,7 +28,7 @@ def test_probes_back_off_and_the_peer_is_forgotten_in_the_end() -> None:
         if gone:
             assert gone == ["p1"]
             break
-    gaps = [b - a for a, b in zip(probes, probes[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
     assert gaps[:3] == [2, 4, 8] and set(gaps[3:]) == {8}
     assert "p1" not in recall
 
