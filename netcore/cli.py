@@ -19,7 +19,9 @@ import click
 import numpy as np
 
 from .config import Config, default_data_dir, default_name
+from .config_file import config_extras, current_log_format, group_config_option, reach_options
 from .events import Event
+from .logs import configure as configure_logging
 from .models import ModelError, load_samples
 
 log = logging.getLogger("p2pai")
@@ -28,6 +30,13 @@ LAN_HINTS = (
     "check: the same --network name on every node? the same subnet? a firewall blocking "
     "UDP 5353 (mDNS) or the node's TCP port? multicast filtered by the Wi-Fi or switch?"
 )
+
+trust_option = click.option(
+    "--trust", type=click.Choice(["open", "allowlist"]), default=None,
+    help="open: any key may connect (still encrypted); allowlist: only keys trusted with "
+    "`p2pai keys trust` connect and work for us [default: open; env P2PAI_TRUST].",
+)  # fmt: skip
+"""Not defaulted here, so that P2PAI_TRUST and the config file apply (netcore.keys)."""
 
 
 class CliError(click.ClickException):
@@ -38,13 +47,8 @@ class CliError(click.ClickException):
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("zeroconf", "asyncio", "p2pai.zap"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    """Log to stderr at ``level`` in the ``--log-format`` of the running command."""
+    configure_logging(level, current_log_format())
 
 
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -70,7 +74,7 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return reach_options(func)  # --config, --peer, --mdns, --metrics-*, --log-format
 
 
 def make_config(
@@ -90,7 +94,7 @@ def make_config(
         network=network,
         data_dir=data_dir or default_data_dir(),
         name=name or default_name(),
-        **extra,
+        **{**config_extras(), **extra},  # the config file and P2PAI_* for the rest
     )
 
 
@@ -128,6 +132,7 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="p2p-ai-agents", prog_name="p2pai")
+@group_config_option
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """p2pai: a peer-to-peer AI inference network for the machines you already have.
@@ -157,6 +162,10 @@ def event_line(event: Event) -> str:
 @click.option("--queue-limit", type=click.IntRange(0, 100_000), default=256, show_default=True,
               help="Tasks waiting beyond capacity before 'overloaded'.")
 @click.option("--client-only", is_flag=True, help="Run no tasks (empty caps); only submit.")
+@click.option("--provider", envvar="P2PAI_PROVIDER", default="",
+              help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
+              "(env P2PAI_PROVIDER) [default: the best available].")
+@trust_option
 def node(
     interfaces: tuple[str, ...],
     port: int,
@@ -168,6 +177,8 @@ def node(
     capacity: int,
     queue_limit: int,
     client_only: bool,
+    provider: str,
+    trust: str | None,
 ) -> None:
     """Run a headless node (a Raspberry Pi, a server) until SIGINT/SIGTERM.
 
@@ -177,7 +188,8 @@ def node(
     config = make_config(
         interfaces, port, network, data_dir, name,
         capacity=capacity, queue_limit=queue_limit,
-        caps=() if client_only else ("infer",),
+        caps=() if client_only else ("infer",), provider=provider,
+        **({"trust": trust} if trust else {}),
     )
 
     async def main() -> int:
@@ -214,8 +226,10 @@ def percentile(values: list[float], q: float) -> float:
 @cli.command()
 @common_options
 @click.option("--model", default="digits", show_default=True, help="Model name.")
-@click.option("--count", type=click.IntRange(1, 10_000_000), default=None,
-              help="Tasks to run [default: one per sample].")
+@click.option("--count", type=click.IntRange(1, 1_000_000_000), default=None,
+              help="Samples to run [default: each sample once].")
+@click.option("--batch", type=click.IntRange(1, 1_000_000), default=1, show_default=True,
+              help="Samples per task (the model's first input dimension must be N).")
 @click.option("--input", "input_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Samples as .npy [N, features] (or .npz with x, y) [default: the bundled held-out digits].")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=32, show_default=True,
@@ -227,6 +241,15 @@ def percentile(values: list[float], q: float) -> float:
 @click.option("--task-timeout", type=click.FloatRange(0.01, 3600), default=5.0, show_default=True,
               help="Seconds one attempt of a task may take before it is retried elsewhere.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option("--redundancy", type=click.IntRange(1, 9), default=1, show_default=True,
+              help="Verified results: run each task on K distinct workers, accept the majority answer.")
+@click.option("--vote", type=click.Choice(["digest", "label"]), default="digest", show_default=True,
+              help="Compare results bit for bit (digest) or by class label (float outputs may "
+              "differ between hardware).")
+@click.option("--spot-check", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Also send this share of known-answer tasks (labelled held-out samples) and "
+              "score workers on them.")
+@trust_option
 def submit(
     interfaces: tuple[str, ...],
     port: int,
@@ -236,20 +259,27 @@ def submit(
     log_level: str | None,
     model: str,
     count: int | None,
+    batch: int,
     input_file: Path | None,
     concurrency: int,
     wait_peers: int,
     timeout: float,
     task_timeout: float,
     as_json: bool,
+    redundancy: int,
+    vote: str,
+    spot_check: float,
+    trust: str | None,
 ) -> None:
     """Join as a client-only node, dispatch tasks to the swarm, print the results."""
     setup_logging(log_level or "warning")
     base_dir = data_dir or default_data_dir()
     config = make_config(
         interfaces, port, network, base_dir / "client", name,
-        caps=(), task_timeout=task_timeout,
+        caps=(), task_timeout=task_timeout, models_dirs=(base_dir / "models",),
+        base_dir=base_dir, **({"trust": trust} if trust else {}),
     )
+    wait_peers = max(wait_peers, redundancy)
     if input_file is not None and not input_file.exists():
         raise CliError(f"--input {input_file}: no such file")
     try:
@@ -259,24 +289,47 @@ def submit(
     if samples.ndim != 2 or len(samples) == 0:
         raise CliError(f"--input: expected a 2-D array [N, features], got shape {list(samples.shape)}")
     total = count or len(samples)
+    if spot_check > 0 and labels is None:
+        raise CliError("--spot-check needs labelled samples: an .npz with x and y (the bundled digits have labels)")
 
     async def main() -> int:
         from .node import Node
+        from .verify import build_verifier
 
         async with Node(config) as client:
-            found = await client.wait_for_peers(wait_peers, timeout, model=model)
+            # A model we hold can go to any worker: one without it fetches it from us.
+            holds = client.registry.find(model) is not None
+            found = await client.wait_for_peers(wait_peers, timeout, model=None if holds else model)
             if len(found) < wait_peers:
                 seen = len(client.usable_peers(kind=None))
                 raise CliError(
                     f"found {len(found)} of {wait_peers} worker(s) with model {model!r} on network "
                     f"{network!r} after {timeout:g}s ({seen} peer(s) in all); {LAN_HINTS}"
                 )
-            summary = await run_tasks(client, model, samples, labels, total, concurrency,
-                                      on_outcome=None if as_json else print_outcome)
+            # --redundancy / --spot-check: a Verifier submits in the client's place (netcore.verify).
+            submitter = build_verifier(client, model, redundancy, vote, spot_check, samples, labels)
+            try:
+                if batch > 1:
+                    from .batch import print_batch_outcome, run_batches
+
+                    summary = await run_batches(submitter, model, samples, labels, total, batch, concurrency,
+                                                on_outcome=None if as_json else print_batch_outcome)
+                else:
+                    summary = await run_tasks(submitter, model, samples, labels, total, concurrency,
+                                              on_outcome=None if as_json else print_outcome)
+            finally:
+                if submitter is not client:
+                    await submitter.aclose()
+            if submitter is not client:
+                summary["verify"] = submitter.stats.to_json()
         if as_json:
             click.echo(json.dumps(summary))
         else:
             print_summary(summary)
+            if "verify" in summary:
+                from .verify import verify_summary
+
+                click.echo(verify_summary(summary["verify"], redundancy, vote))
         return 1 if summary["failed"] else 0
 
     sys.exit(run_async(main()))
@@ -307,6 +360,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     workers = ", ".join(f"{k[:8]}: {v}" for k, v in summary["workers"].items())
     click.echo(f"workers: {workers or '-'}")
+    if summary.get("batch", 1) > 1:
+        click.echo(
+            f"samples: {summary['samples_ok']}/{summary['samples']} ok in tasks of {summary['batch']}, "
+            f"{summary['throughput_sps']:.0f} samples/s"
+        )
 
 
 async def run_tasks(
@@ -353,6 +411,7 @@ async def run_tasks(
     elapsed = time.perf_counter() - started
     return {
         "tasks": total,
+        "samples": total,
         "ok": ok,
         "failed": failed,
         "accuracy": round(correct / judged, 4) if judged else None,
@@ -384,13 +443,15 @@ def peers(
     """Browse the swarm, ping each peer, print a table and exit."""
     setup_logging(log_level or "warning")
     base_dir = data_dir or default_data_dir()
-    config = make_config(interfaces, port, network, base_dir / "client", name, caps=(), advertise=False)
+    config = make_config(interfaces, port, network, base_dir / "client", name, caps=(), advertise=False,
+                         base_dir=base_dir)
 
     async def main() -> int:
         from .node import Node
 
         async with Node(config) as client:
             await asyncio.sleep(timeout)
+            reputation = client.trust.reputation  # this machine's record of each peer
             found = client.usable_peers(kind=None)
             rtts = await asyncio.gather(*(client.ping(p.peer_id) for p in found))
             rows: list[dict[str, Any]] = []
@@ -404,6 +465,9 @@ def peers(
                     "rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,
                     "capacity": peer.capacity,
                     "source": peer.source,
+                    "score": round(reputation.score(peer.key), 3),
+                    "quarantined": reputation.quarantined(peer.key),
+                    "trusted": client.trust.trusted(peer.key),
                 })
         if as_json:
             click.echo(json.dumps(rows))
@@ -411,13 +475,17 @@ def peers(
         if not rows:
             click.echo(f"no peers on network {network!r} after {timeout:g}s; {LAN_HINTS}")
             return 0
-        click.echo(f"{'PEER':<20}  {'NAME':<16} {'ENDPOINT':<24} {'RTT':>9}  {'CAP':>3}  MODELS")
+        click.echo(f"{'PEER':<20}  {'NAME':<16} {'ENDPOINT':<24} {'RTT':>9}  {'CAP':>3}  "
+                   f"{'SCORE':>5}  {'STATE':<11}  MODELS")
         for row in rows:
             rtt_text = f"{row['rtt_ms']:.2f} ms" if row["rtt_ms"] is not None else "no reply"
+            state = "quarantined" if row["quarantined"] else "trusted" if row["trusted"] else "ok"
             click.echo(
                 f"{row['peer_id']:<20}  {row['name'][:16]:<16} {row['endpoint']:<24} {rtt_text:>9}  "
-                f"{row['capacity']:>3}  {','.join(row['models']) or '-'}"
+                f"{row['capacity']:>3}  {row['score']:>5.2f}  {state:<11}  {','.join(row['models']) or '-'}"
             )
+            if row["quarantined"]:
+                click.echo(f"{'':<22}quarantined: {row['quarantined']}")
         return 0
 
     sys.exit(run_async(main()))
@@ -432,6 +500,10 @@ def peers(
               help="Also start N headless peers on 127.0.0.1 (a private swarm) that stop with the console.")
 @click.option("--capacity", type=click.IntRange(0, 1024), default=0,
               help="Tasks run at once [default: one per CPU core].")
+@click.option("--provider", envvar="P2PAI_PROVIDER", default="",
+              help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
+              "(env P2PAI_PROVIDER) [default: the best available].")
+@trust_option
 def console(
     interfaces: tuple[str, ...] = (),
     port: int = 0,
@@ -441,13 +513,17 @@ def console(
     log_level: str | None = None,
     local: int = 0,
     capacity: int = 0,
+    provider: str = "",
+    trust: str | None = None,
 ) -> None:
     """The terminal console: a node with live peers, tasks, latency and logs (the default command)."""
-    config = make_config(interfaces, port, network, data_dir, name, capacity=capacity)
+    config = make_config(interfaces, port, network, data_dir, name, capacity=capacity, provider=provider,
+                         **({"trust": trust} if trust else {}))
     # Imported here so that `import netcore` never loads Textual.
     from tui.app import run_console
 
-    sys.exit(run_console(config, local=local, log_level=log_level or "info"))
+    sys.exit(run_console(config, local=local, log_level=log_level or "info",
+                         log_format=current_log_format()))
 
 
 # --- demo ----------------------------------------------------------------------------------
@@ -466,10 +542,22 @@ def demo(nodes: int, tasks: int, concurrency: int, as_json: bool) -> None:
     sys.exit(run_async(run_demo(nodes, tasks, concurrency, as_json)))
 
 
+from .reach_cli import register_reach_commands  # noqa: E402  (it imports this module)
+
+register_reach_commands(cli)  # config show, doctor, serve
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     cli(prog_name="p2pai")
 
+
+# `models` and `infer` (netcore/model_cli.py) register themselves on `cli` when imported.
+from . import model_cli  # noqa: E402, F401
+from .keys_cli import keys, reputation  # noqa: E402  (it imports this module)
+
+cli.add_command(keys)  # keys show|trust|revoke|list
+cli.add_command(reputation)  # reputation show|reset
 
 if __name__ == "__main__":
     main()

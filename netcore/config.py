@@ -56,9 +56,29 @@ class Config:
     """Browse for peers with mDNS."""
     advertise: bool = True
     """Register this node in mDNS; off for short-lived clients (``submit``, ``peers``)."""
+    static_peers: tuple[str, ...] = ()
+    """``tcp://host:port#<z85 key>`` peers to connect to where multicast does not pass;
+    retried while they are down (see :mod:`netcore.static_peers`)."""
+    share_peers: bool = True
+    """Send the peers we know in ``hello`` (``peers``) and connect to those others send."""
+    metrics_port: int | None = None
+    """Serve Prometheus ``/metrics`` on this port (0 picks a free one); ``None``: off."""
+    metrics_host: str = "127.0.0.1"
     models_dirs: tuple[Path, ...] = ()
     """Extra directories with ONNX models + manifests (besides the shipped ones and data_dir/models)."""
+    shipped_models: bool = True
+    """Load the models in assets/models and those of installed plugins (entry points
+    ``p2pai.models``); off, the node holds only data_dir/models and ``models_dirs``."""
+    max_model_bytes: int = 512 * 1024 * 1024
+    """The largest model this node fetches from a requester (``model_get``)."""
+    provider: str = ""
+    """onnxruntime execution provider: cuda, rocm, coreml, directml or cpu; empty = the best available."""
     trust: str = "open"
+    """``open``: any key may connect (traffic is still encrypted); ``allowlist``: only the keys
+    in ``<base_dir>/trusted.json`` (and our own), for connections and workers (netcore.keys)."""
+    base_dir: Path | None = None
+    """The base data dir holding ``trusted.json`` and ``p2pai.db``; ``None`` = ``data_dir``.
+    Client commands run in ``<base>/client`` and set this to ``<base>``."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -83,8 +103,11 @@ class Config:
                 raise ConfigError(f"--interface {iface}: only IPv4 is supported")
         if not 0 < self.evasive_after < self.expired_after:
             raise ConfigError("liveness: need 0 < evasive_after < expired_after")
-        if self.trust not in ("open",):
-            raise ConfigError(f"--trust {self.trust!r}: only 'open' is supported in this version")
+        from .static_peers import check_reach_settings
+
+        check_reach_settings(self)
+        if self.trust not in ("open", "allowlist"):
+            raise ConfigError(f"--trust {self.trust!r}: use 'open' or 'allowlist'")
 
     def serving_addresses(self) -> list[str]:
         """The IPv4 addresses the node binds and advertises."""

@@ -98,6 +98,10 @@ class Discovery:
         self.browser: AsyncServiceBrowser | None = None
         self.info: AsyncServiceInfo | None = None
         self.ignored_records = 0
+        self.on_self: Callable[[DiscoveredPeer], None] | None = None
+        """Told of records that carry our own ``peer_id`` (clone detection, netcore.clones)."""
+        self.other_networks: dict[str, set[str]] = {}
+        """Swarm names seen in mDNS other than ours -> instance names (doctor, metrics)."""
         self._pending: set[asyncio.Task[None]] = set()
         self._announcing: asyncio.Future[Any] | None = None
 
@@ -171,7 +175,9 @@ class Discovery:
         state_change: ServiceStateChange,
     ) -> None:
         instance = name.removesuffix("." + SERVICE_TYPE)
-        if instance == self.identity.peer_id:
+        if instance == self.identity.peer_id and (
+            self.on_self is None or state_change is ServiceStateChange.Removed
+        ):
             return
         if state_change is ServiceStateChange.Removed:
             self.on_gone(instance)
@@ -193,6 +199,9 @@ class Discovery:
             log.debug("could not resolve %s: %s", info.name, exc)
 
     def _handle_info(self, info: AsyncServiceInfo) -> None:
+        net = (info.properties or {}).get(b"net")
+        if isinstance(net, bytes) and net != self.network.encode("utf-8"):
+            self._on_other_network(net.decode("utf-8", "replace")[:63], info.name)
         try:
             peer = parse_service(
                 dict(info.properties or {}),
@@ -206,5 +215,23 @@ class Discovery:
         if peer is None or peer.peer_id == self.identity.peer_id:
             if peer is None:
                 self.ignored_records += 1
+            elif self.on_self is not None:
+                self.on_self(peer)
             return
         self.on_seen(peer)
+
+    def _on_other_network(self, network: str, instance: str) -> None:
+        """A p2pai node of another swarm: ignored, but counted and said once per name."""
+        seen = self.other_networks.get(network)
+        if seen is None:
+            if len(self.other_networks) >= 64:
+                return
+            seen = self.other_networks[network] = set()
+            log.info(
+                "ignoring p2pai node(s) on network %r (this node is on %r); "
+                "use the same --network on every node, `p2pai doctor` lists them",
+                network,
+                self.network,
+            )
+        if len(seen) < 1024:
+            seen.add(instance)

@@ -87,6 +87,8 @@ class TaskDone(Event):
     error: str = ""
     label: int | None = None
     confidence: float | None = None
+    code: str = ""
+    """The protocol error code of a failed task (``timeout``, ``bad_input``...)."""
     EVENT: ClassVar[str] = "task_done"
 
 
@@ -115,6 +117,19 @@ class TaskServed(Event):
 class NodeError(Event):
     message: str
     EVENT: ClassVar[str] = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerQuarantine(Event):
+    """A peer's reputation put it in quarantine (never used), or took it out."""
+
+    peer_id: str
+    name: str
+    quarantined: bool
+    reason: str
+    """Why, e.g. ``score 0.31: lost 3 of 4 votes (...)``; empty when released."""
+    score: float
+    EVENT: ClassVar[str] = "peer_quarantine"
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,10 @@ class ModelSpec:
     label_output: str | None = None
     labels: list[str] = field(default_factory=list)
     description: str = ""
+    processing: str | None = None
+    """Name of the installed plugin whose pre/post-processing goes with this model."""
+    source: str = ""
+    """Where the model came from: ``shipped``, ``user``, ``plugin`` or ``fetched``."""
 
     def wire_entry(self) -> dict[str, Any]:
         """The model entry advertised in ``hello`` (PROTOCOL.md §4)."""
@@ -142,11 +146,16 @@ def load_manifest(manifest_path: Path) -> ModelSpec:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"manifest {manifest_path}: {exc}") from None
+    return parse_manifest(data, manifest_path.parent, f"manifest {manifest_path}")
+
+
+def parse_manifest(data: Any, base_dir: Path, where: str) -> ModelSpec:
+    """Check manifest fields; ``file`` is relative to ``base_dir`` (or absolute)."""
     if not isinstance(data, dict):
-        raise ModelError(f"manifest {manifest_path}: not a JSON object")
+        raise ModelError(f"{where}: not a JSON object")
     try:
         name = str(data["name"])
-        onnx_path = manifest_path.parent / str(data.get("file", f"{name}.onnx"))
+        onnx_path = base_dir / str(data.get("file", f"{name}.onnx"))
         sha = str(data["sha256"]).lower()
         spec = ModelSpec(
             name=name,
@@ -154,22 +163,24 @@ def load_manifest(manifest_path: Path) -> ModelSpec:
             sha256=sha,
             size=int(data.get("size") or onnx_path.stat().st_size),
             path=onnx_path,
-            inputs=_tensor_specs(data.get("inputs"), f"manifest {manifest_path} inputs", True),
-            outputs=_tensor_specs(data.get("outputs"), f"manifest {manifest_path} outputs", False),
+            inputs=_tensor_specs(data.get("inputs"), f"{where} inputs", True),
+            outputs=_tensor_specs(data.get("outputs"), f"{where} outputs", False),
             label_output=data.get("label_output"),
             labels=[str(x) for x in data.get("labels", [])],
             description=str(data.get("description", "")),
+            processing=str(data["processing"]) if data.get("processing") else None,
+            source=str(data.get("source", "")),
         )
     except KeyError as exc:
-        raise ModelError(f"manifest {manifest_path}: missing {exc}") from None
+        raise ModelError(f"{where}: missing {exc}") from None
     except OSError as exc:
-        raise ModelError(f"manifest {manifest_path}: model file: {exc.strerror}") from None
+        raise ModelError(f"{where}: model file: {exc.strerror}") from None
     except (TypeError, ValueError) as exc:  # e.g. "size": "big", "labels": 10
-        raise ModelError(f"manifest {manifest_path}: bad value: {exc}") from None
+        raise ModelError(f"{where}: bad value: {exc}") from None
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise ModelError(f"manifest {manifest_path}: sha256 must be 64 hex characters")
+        raise ModelError(f"{where}: sha256 must be 64 hex characters")
     if not onnx_path.is_file():
-        raise ModelError(f"manifest {manifest_path}: model file {onnx_path} is missing")
+        raise ModelError(f"{where}: model file {onnx_path} is missing")
     return spec
 
 
@@ -178,6 +189,8 @@ class LoadedModel:
 
     def __init__(self, spec: ModelSpec, providers: list[str] | None = None) -> None:
         import onnxruntime as ort
+
+        from .providers import create_session
 
         self.spec = spec
         actual = sha256_file(spec.path)
@@ -192,12 +205,12 @@ class LoadedModel:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(spec.path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            self.session, self.providers = create_session(
+                str(spec.path), options, providers or ["CPUExecutionProvider"], spec.name
             )
         except Exception as exc:
             raise ModelError(f"model {spec.name}: onnxruntime cannot load it: {exc}") from None
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_names, self._zipmaps = tensor_outputs(self.session)
         self.mean_run_s: float | None = None
         """Smoothed wall time of one ``run``; decides where the worker runs it."""
 
@@ -206,6 +219,11 @@ class LoadedModel:
         results = self.session.run(self.output_names, dict(inputs))
         took = time.perf_counter() - started
         self.mean_run_s = took if self.mean_run_s is None else 0.9 * self.mean_run_s + 0.1 * took
+        if self._zipmaps:
+            return {
+                name: zipmap_to_tensor(value) if name in self._zipmaps else np.asarray(value)
+                for name, value in zip(self.output_names, results, strict=True)
+            }
         return {name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)}
 
     def is_quick(self) -> bool:
@@ -225,17 +243,38 @@ class ModelRegistry:
         self._specs: dict[str, list[ModelSpec]] = {}
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
+        self.providers: list[str] = ["CPUExecutionProvider"]
+        """onnxruntime providers for new sessions, best first (see :mod:`netcore.providers`)."""
+        self.failed_providers: set[str] = set()
         for directory in dirs:
             self.scan(directory)
 
-    def scan(self, directory: Path) -> None:
+    def scan(self, directory: Path, source: str = "") -> None:
         if not directory.is_dir():
             return
         for manifest in sorted(directory.glob("*.json")):
             try:
-                self.add(load_manifest(manifest))
+                spec = load_manifest(manifest)
             except ModelError as exc:
                 log.warning("skipping model: %s", exc)
+                continue
+            spec.source = spec.source or source
+            self.add(spec)
+
+    def use_providers(self, providers: list[str]) -> None:
+        self.providers = list(providers)
+
+    @property
+    def accel(self) -> list[str]:
+        """The accelerators advertised in ``hello``: configured ones that did not fail."""
+        from .providers import accel_names
+
+        return accel_names([p for p in self.providers if p not in self.failed_providers])
+
+    def sha_of(self, name: str, sha256: str | None = None) -> str | None:
+        """The sha256 of the version of ``name`` held here (the pinned one), or None."""
+        spec = self.find(name, sha256)
+        return spec.sha256 if spec is not None else None
 
     def add(self, spec: ModelSpec) -> None:
         versions = self._specs.setdefault(spec.name, [])
@@ -262,12 +301,42 @@ class ModelRegistry:
         with self._lock:
             loaded = self._loaded.get(spec.sha256)
             if loaded is None:
-                loaded = LoadedModel(spec)
+                loaded = LoadedModel(spec, self.providers)
+                self.failed_providers.update(p for p in self.providers if p not in loaded.providers)
                 self._loaded[spec.sha256] = loaded
         return loaded
 
     def wire_entries(self) -> list[dict[str, Any]]:
         return [s.wire_entry() for s in self.specs()]
+
+
+def tensor_outputs(session: Any) -> tuple[list[str], set[str]]:
+    """The outputs a task can return: tensors, and ZipMap-style sequences of maps.
+
+    A ``seq(map(key, float))`` output (scikit-learn converters add one for probabilities) is
+    returned as a float32 tensor [N, classes] with the classes in key order (see
+    :func:`zipmap_to_tensor`); other non-tensor outputs cannot go on the wire and are left out.
+    """
+    names: list[str] = []
+    zipmaps: set[str] = set()
+    for out in session.get_outputs():
+        if out.type.startswith("tensor("):
+            names.append(out.name)
+        elif out.type.startswith("seq(map("):
+            names.append(out.name)
+            zipmaps.add(out.name)
+        else:
+            log.info("output %s of type %s is not a tensor: left out of results", out.name, out.type)
+    return names, zipmaps
+
+
+def zipmap_to_tensor(value: Any) -> np.ndarray:
+    """A list of ``{class: probability}`` maps as float32 [N, classes], classes in key order."""
+    rows = list(value)
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    keys = sorted(rows[0])
+    return np.asarray([[row[k] for k in keys] for row in rows], dtype=np.float32)
 
 
 def load_samples(path: Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,12 +33,18 @@ from .events import (
     PeerUpdated,
     TaskServed,
 )
+from .fetch import ModelFetcher
 from .identity import Identity, IdentityError, load_or_create, peer_id_for
-from .models import ModelRegistry, assets_dir
+from .models import ModelSpec
 from .peers import Peer, PeerState, PeerTable, Transition
+from .plugins import load_registry
 from .protocol import ProtocolError
+from .providers import select as select_providers
+from .recall import FlapDamper, Recall
 from .scheduler import Scheduler, TaskOutcome
+from .static_peers import PeerReach
 from .transport import Transport, TransportError
+from .trust import TrustError, TrustManager
 from .worker import TaskError, Worker
 
 log = logging.getLogger("p2pai.node")
@@ -83,12 +89,19 @@ class Node:
         self.config = config
         self.identity: Identity | None = None
         self.peers = PeerTable(config.evasive_after, config.expired_after, config.ping_interval)
-        self.registry = ModelRegistry(
-            [assets_dir() / "models", config.data_dir / "models", *config.models_dirs]
-        )
+        self.registry = load_registry(config)
         self.worker = Worker(
             self.registry, config.capacity, config.queue_limit, config.max_input_bytes
         )
+        self.fetcher = ModelFetcher(
+            self.registry,
+            config.data_dir / "models",
+            self.peers,
+            self._send_request,
+            max_bytes=config.max_model_bytes,
+            on_stored=self._readvertise,
+        )
+        self.worker.fetch = self.fetcher.fetch
         self.transport: Transport | None = None
         self.discovery: Discovery | None = None
         self.scheduler: Scheduler | None = None
@@ -117,6 +130,22 @@ class Node:
             "tasks_refused": 0,
             "events_dropped": 0,
         }
+        self.errors_sent: dict[str, int] = {}
+        """``error`` replies this node sent, by code (metrics)."""
+        self.errors_received: dict[str, int] = {}
+        """``error`` replies peers sent us, by code (unknown codes count as ``other``)."""
+        self.observers: list[Callable[[Event], None]] = []
+        """Called with each published event, synchronously (metrics); none by default."""
+        self.metrics: Any = None
+        """The ``/metrics`` server (:mod:`netcore.metrics`) when ``metrics_port`` is set."""
+        self.recall = Recall()
+        """Expired peers probed so that they return when their link heals (netcore.recall)."""
+        self.damper = FlapDamper()
+        self.peers.resting = self.damper.suppressed
+        self.reach = PeerReach(self)
+        self.trust = TrustManager(config, self.peers, self.publish)
+        """Trust policy, connection guard, clone detection, reputation (:mod:`netcore.trust`)."""
+        """Static peers and peer sharing (:mod:`netcore.static_peers`)."""
 
     # --- public API ----------------------------------------------------------------------
 
@@ -208,8 +237,10 @@ class Node:
         cfg = self.config
         try:
             cfg.validate()
+            self.registry.use_providers(select_providers(cfg.provider))
             self.identity = load_or_create(cfg.data_dir)
-        except (ConfigError, IdentityError) as exc:
+            self.trust.open(self.identity)
+        except (ConfigError, IdentityError, TrustError) as exc:
             raise NodeStartError(str(exc)) from None
         self.addresses = cfg.serving_addresses()
         self.scheduler = Scheduler(
@@ -221,7 +252,12 @@ class Node:
             default_timeout=cfg.task_timeout,
             max_attempts=cfg.max_attempts,
         )
-        self.transport = Transport(self.identity, self._on_inbound, self._on_reply, self._on_link)
+        # With no worker holding a model we hold, send it to one that will fetch it from us.
+        self.scheduler.local_model = self.registry.sha_of
+        self.scheduler.gate, self.scheduler.observe = self.trust.gate, self.trust.observe
+        self.transport = Transport(
+            self.identity, self._on_inbound, self._on_reply, self._on_link, policy=self.trust.policy
+        )
         try:
             self.endpoints = await self.transport.start(self.addresses, cfg.port)
         except TransportError as exc:
@@ -229,6 +265,14 @@ class Node:
         except zmq.ZMQError as exc:
             await self.transport.close()
             raise NodeStartError(f"cannot start the transport: {exc}") from None
+        if cfg.metrics_port is not None:
+            from .metrics import MetricsError, MetricsServer
+
+            try:
+                self.metrics = await MetricsServer(self).start(cfg.metrics_host, cfg.metrics_port)
+            except MetricsError as exc:
+                await self.transport.close()
+                raise NodeStartError(str(exc)) from None
         port = int(self.endpoints[0].rsplit(":", 1)[1])
         # Ready once the ROUTER serves: peers may connect from here on, even before mDNS.
         self.publish(
@@ -238,6 +282,7 @@ class Node:
                 key=self.identity.public_text,
             )
         )
+        self.trust.attach(self.transport, self.endpoints, self._hello, self._drop_peer)
         if cfg.mdns:
             self.discovery = Discovery(
                 self.identity,
@@ -248,9 +293,12 @@ class Node:
                 self._on_discovered,
                 self._on_discovery_gone,
             )
+            self.discovery.on_self = self.trust.on_mdns_self
             try:
                 await self.discovery.start(self.addresses, port, advertise=cfg.advertise)
             except Exception as exc:
+                if self.metrics is not None:
+                    await self.metrics.close()
                 await self.transport.close()
                 raise NodeStartError(
                     f"mDNS discovery cannot start on {', '.join(self.addresses)}: {exc}"
@@ -258,6 +306,8 @@ class Node:
         self._started = True
         self.started_at = time.monotonic()
         self._spawn(self._tick_loop())
+        self._spawn(self.reach.run())
+        self._spawn(self.trust.run())
         if cfg.caps:
             self._spawn(self._warm_up())
         log.info(
@@ -281,12 +331,16 @@ class Node:
             self.transport.reply(rid, bye)
         if self.discovery is not None:
             await self.discovery.stop()
+        if self.metrics is not None:
+            await self.metrics.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        await self.trust.close()
         await self.transport.close()
+        await self.fetcher.close()
         self.worker.close()
         for sub in list(self._subscribers):
             sub.close()
@@ -301,6 +355,8 @@ class Node:
     # --- events --------------------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
+        for observe in self.observers:
+            observe(event)
         for sub in self._subscribers:
             try:
                 sub.queue.put_nowait(event)
@@ -324,7 +380,7 @@ class Node:
         return peer_id
 
     def _on_discovered(self, found: DiscoveredPeer) -> None:
-        if self._stopping:
+        if self._stopping or not self.trust.on_discovered(found.key):
             return
         departed = self._departed.get(found.peer_id)
         if departed is not None and time.monotonic() - departed < REJOIN_QUIET_S:
@@ -334,13 +390,15 @@ class Node:
         )
         if created or not peer.endpoints:
             peer.endpoints = found.endpoints
+        if self.recall.forget(found.peer_id) and self.transport and found.peer_id in self.transport.links:
+            self._on_link(found.peer_id, True)  # its kept link is up already: greet it
         self._connect(peer)
 
     def _on_discovery_gone(self, peer_id: str) -> None:
         self._drop_peer(peer_id, "goodbye")
 
     def _connect(self, peer: Peer) -> None:
-        if self.transport is None or not peer.endpoints:
+        if self.transport is None or not peer.endpoints or not self.trust.may_dial(peer):
             return
         endpoint = self._pick_endpoint(peer.endpoints)
         if endpoint:
@@ -373,6 +431,7 @@ class Node:
         return valid[0] if valid else None
 
     def _drop_peer(self, peer_id: str, reason: str) -> None:
+        self.recall.forget(peer_id)  # it left: nothing to wait for
         peer = self.peers.remove(peer_id)
         self._departed[peer_id] = time.monotonic()
         if self.transport is not None:
@@ -411,14 +470,26 @@ class Node:
         elif change.state is PeerState.EVASIVE:
             log.warning("peer %s is evasive (silent for %.1fs)", peer.peer_id, self.config.evasive_after)
             self.publish(PeerEvasive(peer_id=peer.peer_id))
+            self._flapped(peer)
         elif change.state is PeerState.EXPIRED:
             self.peers.remove(peer.peer_id)
             self._departed.pop(peer.peer_id, None)
             self._drop_peer_expired(peer)
 
+    def _flapped(self, peer: Peer) -> None:
+        rest = self.damper.flap(peer.peer_id)
+        if rest is not None:
+            log.warning("peer %s (%s) keeps dropping out; not used for about %.0fs",
+                        peer.peer_id, peer.name, rest)
+
     def _drop_peer_expired(self, peer: Peer) -> None:
         if self.transport is not None:
-            self.transport.disconnect(peer.peer_id)
+            if peer.endpoints and peer.peer_id in self.transport.links and not self._stopping:
+                # Cut off, not gone: keep the DEALER and probe it (netcore.recall).
+                for dropped in self.recall.remember(peer):
+                    self.transport.disconnect(dropped)
+            else:
+                self.transport.disconnect(peer.peer_id)
         if self.scheduler is not None:
             self.scheduler.on_peer_lost(peer.peer_id, "expired")
         if peer.announced:
@@ -438,6 +509,11 @@ class Node:
                         peer.peer_id,
                         {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()},
                     )
+            probe, forgotten = self.recall.due()
+            for peer_id in probe:
+                self._send_request(peer_id, {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()})
+            for peer_id in forgotten:
+                self.transport.disconnect(peer_id)
             now = time.monotonic()
             for peer_id, at in list(self._departed.items()):
                 if now - at > REJOIN_QUIET_S:
@@ -454,10 +530,18 @@ class Node:
             "net": cfg.network,
             "caps": list(cfg.caps),
             "endpoints": self.endpoints if cfg.caps else [],
-            "models": self.registry.wire_entries() if cfg.caps else [],
-            "accel": ["cpu"],
+            # Client-only nodes advertise their models too: workers fetch them (model_get).
+            "models": self.registry.wire_entries(),
+            "accel": self.registry.accel if cfg.caps else [],
             "capacity": self.worker.capacity if cfg.caps else 0,
+            **self.reach.hello_fields(),
         }
+
+    def _readvertise(self, _spec: ModelSpec | None = None) -> None:
+        """Greet every connected peer again, so they learn of a model fetched meanwhile."""
+        if self.transport is not None and not self._stopping:
+            for peer_id in list(self.transport.links):
+                self._on_link(peer_id, True)
 
     def _send_request(self, peer_id: str, msg: Mapping[str, Any]) -> bool:
         assert self.transport is not None
@@ -467,16 +551,34 @@ class Node:
             return False
         return self.transport.send(peer_id, protocol.encode(msg))
 
-    def _reply(self, rid: bytes, msg: Mapping[str, Any]) -> None:
+    def _reply(self, rid: bytes, msg: Mapping[str, Any], to: str | None = None) -> None:
         assert self.transport is not None
+        if to is not None and not self.trust.deliverable(rid, to):
+            return  # the request's connection is gone, or another key's now (netcore.trust)
+        if msg["t"] == "error":
+            self.errors_sent[msg["code"]] = self.errors_sent.get(msg["code"], 0) + 1
         self.transport.reply(rid, protocol.encode(msg))
 
     def _reply_error(self, rid: bytes, code: str, message: str, req_id: bytes | None) -> None:
         self.counters["protocol_errors"] += 1
         self._reply(rid, protocol.error(code, message, req_id))
 
+    def _restore(self, peer_id: str) -> Peer | None:
+        """A remembered (expired) peer answered again: back in the table under its id."""
+        old = self.recall.recall(peer_id)
+        if old is None or self._stopping:
+            return None
+        peer, _ = self.peers.upsert(
+            peer_id, old.key, old.source, name=old.name, endpoints=old.endpoints, caps=old.caps,
+            models=old.models, capacity=old.capacity, accel=old.accel,
+        )
+        log.info("peer %s (%s) is reachable again", peer_id, peer.name)
+        return peer
+
     def _on_link(self, peer_id: str, up: bool) -> None:
         peer = self.peers.get(peer_id)
+        if peer is None and up:
+            peer = self._restore(peer_id)
         if peer is None:
             return
         if up:
@@ -487,11 +589,14 @@ class Node:
             self._send_request(peer_id, self._hello(rid))
         else:
             peer.greeted = False
+            self._flapped(peer)
             if self.scheduler is not None:
                 self.scheduler.on_peer_lost(peer_id, "disconnected")
 
     def _on_inbound(self, rid: bytes, client_key: str, frames: list[zmq.Frame]) -> None:
         """A frame on our ROUTER from the authenticated key ``client_key``."""
+        if not self.trust.on_frame(rid, client_key, frames):
+            return
         if len(frames) != 1:
             self._reply_error(rid, "bad_request", "a message is exactly one frame", None)
             return
@@ -578,6 +683,10 @@ class Node:
                 req_id,
             )
             return
+        refused = self.trust.check_hello(rid, client_key, msg)
+        if refused is not None:  # our own key: a clone (netcore.clones)
+            self._reply_error(rid, "bad_request", refused, req_id)
+            return
         self._wrong_net.discard(rid)
         self._greeted[rid] = client_key
         self._greeted.move_to_end(rid)
@@ -587,10 +696,11 @@ class Node:
         if self._stopping:
             return
         self._departed.pop(peer_id, None)
+        recalled = self.recall.recall(peer_id)  # back after a partition: same id, same row
         peer, _ = self.peers.upsert(
             peer_id,
             client_key,
-            "hello",
+            recalled.source if recalled is not None else "hello",
             name=msg["name"][:63],
             caps=msg["caps"],
             models=msg["models"],
@@ -600,7 +710,10 @@ class Node:
         if msg["endpoints"]:
             peer.endpoints = list(msg["endpoints"])
             self._connect(peer)
+            if recalled is not None and self.transport and peer_id in self.transport.links:
+                self._on_link(peer_id, True)  # our kept link is up already: greet it
         self._announce(peer)
+        self.reach.learn(peer_id, msg)
         self._peers_changed()
 
     def _on_reply(self, peer_id: str, frame: bytes) -> None:
@@ -612,7 +725,16 @@ class Node:
             return
         self._heard(peer_id)
         peer = self.peers.get(peer_id)
+        if peer is None and peer_id in self.recall:
+            # A probe answered after a partition: greet it again on this link.
+            peer = self._restore(peer_id)
+            if peer is not None:
+                self._on_link(peer_id, True)
         t = msg["t"]
+        if t in ("model_chunk", "error") and self.fetcher.on_reply(peer_id, msg):
+            if t == "error":
+                self._on_error_reply(peer, msg)  # e.g. hello_required: greet again
+            return
         if t in ("result", "error"):
             if t == "error":
                 self._on_error_reply(peer, msg)
@@ -649,6 +771,7 @@ class Node:
             peer.accel = msg.get("accel") or peer.accel
             peer.greeted = True
             self._announce(peer)
+            self.reach.learn(peer_id, msg)
             self._peers_changed()
         elif t == "ping" and self.transport is not None:
             self.transport.send(
@@ -665,6 +788,8 @@ class Node:
 
     def _on_error_reply(self, peer: Peer | None, msg: dict[str, Any]) -> None:
         code = msg.get("code")
+        counted = code if code in protocol.ERROR_CODES else "other"
+        self.errors_received[counted] = self.errors_received.get(counted, 0) + 1
         rid = msg.get("id")
         if isinstance(rid, bytes) and rid in self._hello_ids:
             self._hello_ids.pop(rid, None)
@@ -701,6 +826,7 @@ class Node:
                     "digest": protocol.digest_tensors(wire),
                     "took_us": took_us,
                 },
+                to=requester,
             )
             self.counters["tasks_served"] += 1
             self.publish(
@@ -708,7 +834,7 @@ class Node:
             )
         except TaskError as exc:
             self.counters["tasks_refused"] += 1
-            self._reply(rid, protocol.error(exc.code, exc.message, req_id))
+            self._reply(rid, protocol.error(exc.code, exc.message, req_id), to=requester)
             self.publish(
                 TaskServed(
                     task_id=task_hex, requester=requester, ok=False, took_us=0, model=msg["model"], error=exc.code

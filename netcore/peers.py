@@ -55,6 +55,10 @@ class Peer:
     """Our attempts outstanding on this peer."""
     tasks_ok: int = 0
     tasks_failed: int = 0
+    score: float | None = None
+    """Reputation score, 0-1 (:mod:`netcore.reputation`); None until known."""
+    quarantine: str = ""
+    """Why the peer is quarantined (never used as a worker); empty when it is not."""
 
     @property
     def endpoint(self) -> str:
@@ -96,6 +100,8 @@ class PeerTable:
         self.ping_interval = ping_interval
         self.clock = clock
         self._peers: dict[str, Peer] = {}
+        self.resting: Callable[[str], bool] | None = None
+        """Peers for which this says True are not offered as workers (flap damping)."""
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -169,8 +175,12 @@ class PeerTable:
 
     def workers(self, kind: str = "infer") -> list[Peer]:
         """Greeted, alive peers that execute ``kind``."""
+        resting = self.resting
         return [
             p
             for p in self._peers.values()
-            if p.greeted and p.state is PeerState.ALIVE and kind in p.caps
+            if p.greeted
+            and p.state is PeerState.ALIVE
+            and kind in p.caps
+            and (resting is None or not resting(p.peer_id))
         ]

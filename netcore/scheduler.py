@@ -109,6 +109,13 @@ class Scheduler:
         self.succeeded = 0
         self.failed = 0
         self.retries = 0
+        self.local_model: Callable[[str, str | None], str | None] | None = None
+        """The sha256 of our own version of a model (pinned one if given), or None."""
+        self.gate: Callable[[Peer], float | None] | None = None
+        """Trust and reputation (netcore.trust): None = never use this worker, else a factor
+        its cost is multiplied by."""
+        self.observe: Callable[[Peer, str], None] | None = None
+        """Told each attempt's fate: ok, failed, timeout, unreachable or corrupt."""
 
     # --- hooks the node calls ------------------------------------------------------------
 
@@ -145,23 +152,39 @@ class Scheduler:
     # --- choosing ------------------------------------------------------------------------
 
     def candidates(self, model: str, sha256: str | None, pin: str | None = None) -> list[Peer]:
-        found = [p for p in self.peers.workers("infer") if p.has_model(model, sha256)]
+        """Workers that hold the model; when none does and we hold it, every worker (a worker
+        without it fetches it from us, see netcore.fetch)."""
+        workers = self.peers.workers("infer")
+        if self.gate is not None:
+            workers = [p for p in workers if self.gate(p) is not None]
         if pin is not None:
-            found = [p for p in found if p.peer_id == pin]
+            workers = [p for p in workers if p.peer_id == pin]
+        found = [p for p in workers if p.has_model(model, sha256)]
+        if not found and self.local_model is not None and self.local_model(model, sha256):
+            return workers
         return found
 
     def choose(
-        self, model: str, sha256: str | None, exclude: set[str], pin: str | None = None
+        self,
+        model: str,
+        sha256: str | None,
+        exclude: set[str],
+        pin: str | None = None,
+        avoid: set[str] | frozenset[str] = frozenset(),
     ) -> Peer | None:
-        """The least loaded, fastest worker holding the model; tried ones only as a last resort."""
+        """The least loaded, fastest worker holding the model; tried ones only as a last resort,
+        ``avoid`` ones never."""
         found = self.candidates(model, sha256, pin)
+        if avoid:
+            found = [p for p in found if p.peer_id not in avoid]
         if not found:
             return None
         fresh = [p for p in found if p.peer_id not in exclude] or found
 
         def cost(p: Peer) -> float:
             load = (p.inflight + p.remote_queued + 1) / max(1, p.capacity)
-            return load * max(p.rtt or 0.001, 0.0002) * (0.9 + 0.2 * random.random())
+            base = load * max(p.rtt or 0.001, 0.0002) * (0.9 + 0.2 * random.random())
+            return base * (self.gate(p) or 1.0) if self.gate is not None else base
 
         return min(fresh, key=cost)
 
@@ -190,11 +213,14 @@ class Scheduler:
         pin: str | None = None,
         allow_local: bool = False,
         task_id: str | None = None,
+        exclude: set[str] | None = None,
     ) -> TaskOutcome:
         """Run one task somewhere and return its outcome (never raises for task failures).
 
         ``timeout`` is one attempt's budget; ``deadline`` the whole task's (default: enough
-        for every attempt plus the wait for a worker).
+        for every attempt plus the wait for a worker). Workers in ``exclude`` are never used,
+        and every worker an attempt goes to is added to it: tasks sharing one set run on
+        distinct workers (redundant execution, netcore.verify).
         """
         loop = asyncio.get_running_loop()
         timeout = timeout or self.default_timeout
@@ -216,12 +242,14 @@ class Scheduler:
             remaining = deadline_at - time.monotonic()
             if attempts >= max_attempts or remaining <= 0:
                 return self._finish(task_id, model, started, attempts, None, error=last_error)
-            peer = self.choose(model, sha256, tried, pin)
+            peer = self.choose(model, sha256, tried, pin, exclude or frozenset())
             if peer is None:
                 if allow_local and self.local is not None and pin in (None, self.local_peer_id):
                     return await self._run_local(task_id, model, sha256, inputs, timeout, started)
                 await self._wait_for_worker(min(remaining, 0.5))
                 continue
+            if exclude is not None:
+                exclude.add(peer.peer_id)
             attempt_timeout = min(timeout, remaining)
             rid = protocol.new_id()
             msg: dict[str, Any] = {
@@ -232,6 +260,10 @@ class Scheduler:
                 "inputs": wire_inputs,
                 "timeout_ms": max(1, int(attempt_timeout * 1000)),
             }
+            if not sha256 and not peer.has_model(model) and self.local_model is not None:
+                pinned = self.local_model(model, None)  # the version it will fetch from us
+                if pinned:
+                    msg["sha256"] = pinned
             if sha256:
                 msg["sha256"] = sha256
             fut: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -251,6 +283,7 @@ class Scheduler:
                 reply = await fut
             except AttemptFailed as exc:
                 peer.tasks_failed += 1
+                self._note(peer, "timeout" if exc.code == "timeout" else "unreachable")
                 tried.add(peer.peer_id)
                 last_error = (exc.code, exc.message)
                 if exc.code == "timeout":
@@ -271,9 +304,11 @@ class Scheduler:
                 outcome = self._accept_result(task_id, model, started, attempts, peer, reply)
                 if outcome is not None:
                     peer.tasks_ok += 1
+                    self._note(peer, "ok")
                     peer.observe_rtt(time.monotonic() - sent_at)
                     return outcome
                 peer.tasks_failed += 1
+                self._note(peer, "corrupt")
                 tried.add(peer.peer_id)
                 last_error = ("internal", f"worker {peer.peer_id[:8]} sent a corrupt result")
                 self._retry(task_id, peer, last_error[1])
@@ -291,7 +326,12 @@ class Scheduler:
                 await asyncio.sleep(min(0.05, 0.001 * free_retries))
             else:
                 peer.tasks_failed += 1
+                self._note(peer, "timeout" if code == "timeout" else "failed")
             self._retry(task_id, peer, last_error[1])
+
+    def _note(self, peer: Peer, what: str) -> None:
+        if self.observe is not None:
+            self.observe(peer, what)
 
     def _retry(self, task_id: str, peer: Peer, reason: str) -> None:
         self.retries += 1
@@ -413,6 +453,7 @@ class Scheduler:
                 error=outcome.error,
                 label=outcome.label,
                 confidence=outcome.confidence,
+                code=outcome.error_code,
             )
         )
         return outcome

@@ -35,6 +35,8 @@ CURVE_OVERHEAD = 33
 """Bytes CURVE adds to each frame ("\\x07MESSAGE", nonce, flags, MAC); ZMQ_MAXMSGSIZE counts
 them, so without this a frame of 16 MiB - 32 bytes already closed the connection."""
 ZAP_DOMAIN = b"p2pai"
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 4000
 _LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
@@ -78,6 +80,12 @@ def _tune(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + CURVE_OVERHEAD)
+    # ZMTP heartbeats: a connection whose other end went silent (a partition: no RST ever
+    # comes) is closed after HEARTBEAT_TIMEOUT, so its in-flight tasks are retried at once
+    # and ZeroMQ reconnects when the link heals.
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
 class Transport:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .models import InputMismatch, ModelError, ModelRegistry
+from .models import InputMismatch, ModelError, ModelRegistry, ModelSpec
 
 INLINE_MAX_BYTES = 64 * 1024
 """Inputs up to this size of a quick model run on the event loop (see LoadedModel.is_quick)."""
@@ -55,6 +55,8 @@ class Worker:
         self.queued = 0
         self.served = 0
         self.failed = 0
+        self.fetch: Callable[[str, str, str, float], Awaitable[ModelSpec]] | None = None
+        """Called with (requester, model, sha256, budget) for a pinned model not held here."""
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -78,6 +80,11 @@ class Worker:
     ) -> tuple[dict[str, np.ndarray], int]:
         """Run one task; returns ``(outputs, took_us)`` or raises :class:`TaskError`."""
         spec = self.registry.find(model, sha256)
+        if spec is None and sha256 and self.fetch is not None:
+            # Not held here: fetch it from the requester (netcore.fetch), within the budget.
+            fetch_started = time.monotonic()
+            spec = await self.fetch(requester, model, sha256, timeout_s)
+            timeout_s -= time.monotonic() - fetch_started
         if spec is None:
             pinned = f" with sha256 {sha256[:12]}…" if sha256 else ""
             raise TaskError("unknown_model", f"no model {model!r}{pinned} on this node")

@@ -69,6 +69,8 @@ from .widgets.tasks import counters_text
 log = logging.getLogger("p2pai.console")
 
 BURST = 100
+VERIFY_REDUNDANCY = 3
+"""Workers per task in verified mode (v): the majority label wins (netcore.verify)."""
 MAX_CONCURRENCY = 64
 """Tasks inside ``Node.submit`` at once; the rest wait for a slot, shown as queued."""
 STREAM_TICK_S = 0.1
@@ -94,6 +96,7 @@ class P2PConsole(App[int]):
         Binding("m", "pick_model", "Model"),
         Binding("p", "toggle_pin", "Pin peer"),
         Binding("c", "clear_finished", "Clear"),
+        Binding("v", "toggle_verify", "Verify", show=False),
         Binding("l", "focus_logs", "Logs"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
@@ -105,6 +108,7 @@ class P2PConsole(App[int]):
         ("m", "pick the model (held here or advertised by peers)"),
         ("p", "pin dispatch to the peer selected in the Peers table (again to unpin)"),
         ("c", "clear finished tasks from the table (totals stay)"),
+        ("v", f"verified mode: each task on {VERIFY_REDUNDANCY} workers, majority label wins"),
         ("l", "focus the logs (scroll them with the arrows)"),
         ("tab", "move focus between the tables and the logs"),
         ("?", "this help"),
@@ -116,6 +120,7 @@ class P2PConsole(App[int]):
         node: NodeLike,
         *,
         log_level: str = "info",
+        log_format: str = "text",
         local_peers: LocalPeers | None = None,
         samples: tuple[np.ndarray, np.ndarray | None] | None = None,
         model: str = "digits",
@@ -152,7 +157,7 @@ class P2PConsole(App[int]):
         self.served = 0
         self._samples = samples
         self._level = getattr(logging, log_level.upper(), logging.INFO)
-        self._log_handler = ConsoleLogHandler(self, self._level)
+        self._log_handler = ConsoleLogHandler(self, self._level, log_format)
         self._log_timestamps = log_timestamps
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_concurrency = max_concurrency
@@ -166,6 +171,8 @@ class P2PConsole(App[int]):
         self._quitting = False
         self._exit_code = 0
         self._events: AsyncIterator[Event] | None = None
+        self.verify = False
+        self.verifier: Any = None
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -496,7 +503,8 @@ class P2PConsole(App[int]):
         try:
             async with self._slots:
                 self.book.start(record.task_id, self._has_workers())
-                outcome = await self.node.submit(record.model, sample, **options)
+                submitter = self.verifier if self.verify else self.node
+                outcome = await submitter.submit(record.model, sample, **options)
         except asyncio.CancelledError:
             self.book.forget(record.task_id)
             raise
@@ -585,6 +593,23 @@ class P2PConsole(App[int]):
             self.notify(f"Dispatch pinned to {row.name or row.peer_id[:8]} (p again unpins)")
         self.refresh_panes()
 
+    def action_toggle_verify(self) -> None:
+        if getattr(self.node, "scheduler", None) is None:
+            self.notify("Verified mode needs a running node", severity="warning")
+            return
+        if self.verifier is None:
+            from netcore.verify import Verifier
+
+            self.verifier = Verifier(self.node, redundancy=VERIFY_REDUNDANCY, vote="label")
+        self.verify = not self.verify
+        if self.verify:
+            self.notify(
+                f"Verified mode: each task runs on {VERIFY_REDUNDANCY} distinct workers and the "
+                "majority label wins (v again stops; pins are ignored)"
+            )
+        else:
+            self.notify("Verified mode off: one worker per task")
+
     def action_clear_finished(self) -> None:
         cleared = self.book.clear_finished()
         self.refresh_panes()
@@ -609,6 +634,8 @@ class P2PConsole(App[int]):
 
     async def shutdown_node(self) -> None:
         self.streaming = False
+        if self.verifier is not None:
+            await self.verifier.aclose()
         if self._stream_timer is not None:
             self._stream_timer.pause()
         pending = list(self._dispatch)
@@ -653,6 +680,11 @@ class P2PConsole(App[int]):
             self.action_clear_finished,
         )
         yield SystemCommand(
+            "Toggle verified mode",
+            f"Run each task on {VERIFY_REDUNDANCY} workers and take the majority answer (v)",
+            self.action_toggle_verify,
+        )
+        yield SystemCommand(
             "Focus the logs", "Move focus to the log pane (l)", self.action_focus_logs
         )
         yield SystemCommand("Help", "Keys and what the panes show (?)", self.action_help)
@@ -665,7 +697,9 @@ class P2PConsole(App[int]):
                 yield command
 
 
-def run_console(config: Config, local: int = 0, log_level: str = "info") -> int:
+def run_console(
+    config: Config, local: int = 0, log_level: str = "info", log_format: str = "text"
+) -> int:
     """Run the console in this terminal until the user quits; returns the exit code.
 
     With ``local`` > 0 it first starts that many headless peers on 127.0.0.1 as child
@@ -687,7 +721,8 @@ def run_console(config: Config, local: int = 0, log_level: str = "info") -> int:
                 print(f"p2pai: error: cannot start local peers: {exc}")
                 return 1
         app = P2PConsole(
-            Node(config), log_level=log_level, local_peers=local_peers, handle_signals=True
+            Node(config), log_level=log_level, local_peers=local_peers, handle_signals=True,
+            log_format=log_format,
         )
         # Everything imported so far lives as long as the process: keep it out of the
         # collector's full passes, which otherwise stall the UI for tens of ms each.

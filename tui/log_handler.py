@@ -16,6 +16,8 @@ from typing import Any
 
 from textual.app import App
 
+from netcore.logs import JsonFormatter
+
 from .messages import LogLine
 
 OTHER_LIBRARIES_LEVEL = logging.WARNING
@@ -25,8 +27,11 @@ OTHER_LIBRARIES_LEVEL = logging.WARNING
 class ConsoleLogHandler(logging.Handler):
     """Installed on the root logger: ``p2pai.*`` records from ``level``, others from WARNING."""
 
-    def __init__(self, app: App[Any], level: int) -> None:
+    def __init__(self, app: App[Any], level: int, line_format: str = "text") -> None:
         super().__init__(logging.DEBUG)
+        # --log-format json: the pane shows each record as the JSON line a headless node
+        # writes (netcore.logs); text: the pane's own styled rendering of the same fields.
+        self.json_lines = JsonFormatter() if line_format == "json" else None
         self.app = app
         self.p2pai_level = level
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,7 +70,10 @@ class ConsoleLogHandler(logging.Handler):
                 exc = record.exc_info[1]
                 # One line, never a traceback on the screen.
                 text = f"{text} ({type(exc).__name__}: {exc})"
-            message = LogLine(record.levelno, record.levelname, record.name, text, record.created)
+            if self.json_lines is not None:
+                text = self.json_lines.format(record)
+            logger = "" if self.json_lines is not None else record.name
+            message = LogLine(record.levelno, record.levelname, logger, text, record.created)
             if threading.get_ident() == self._thread_id:
                 self.app.post_message(message)
             elif not loop.is_closed():

@@ -263,6 +263,8 @@ CONNECTING = "connecting"
 ALIVE = "alive"
 EVASIVE = "evasive"
 GONE = "gone"
+QUARANTINED = "quarantined"
+"""A live peer whose reputation fell under the threshold: never sent a task (netcore.trust)."""
 
 
 @dataclass(slots=True)
@@ -293,15 +295,20 @@ class PeerView:
     success: str
     uptime: str
     pinned: bool = False
+    score: str = "-"
+    """Reputation score 0-1 (netcore.reputation)."""
 
 
 def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> PeerView:
     """Format one row from the console's record and, while it is known, the node's Peer."""
-    rtt = load = done = success = uptime = "-"
+    rtt = load = done = success = uptime = score = "-"
+    quarantine = ""
     name, endpoint = row.name, row.endpoint
     if peer is not None:
         name = peer.name or name
         endpoint = peer.endpoint or endpoint
+        if peer.source in ("static", "shared"):  # not found by mDNS: say how (netcore.static_peers)
+            endpoint = f"{endpoint} ({peer.source})"
         if peer.rtt is not None:
             rtt = f"{peer.rtt * 1000:.2f}"
         inflight = max(peer.inflight, peer.remote_inflight)
@@ -310,14 +317,19 @@ def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> Peer
         rate = peer.success_rate
         success = f"{rate:.0%}" if rate is not None else "-"
         uptime = format_duration(now - peer.first_seen)
+        score = f"{peer.score:.2f}" if peer.score is not None else "-"
+        quarantine = peer.quarantine
     state_text = (
         row.state if row.state != GONE else f"left ({row.reason})" if row.reason else "left"
     )
+    state = row.state
+    if quarantine and state in (ALIVE, EVASIVE):
+        state = state_text = QUARANTINED
     return PeerView(
         key=row.peer_id,
         name=name or row.peer_id[:8],
         endpoint=endpoint or "-",
-        state=row.state,
+        state=state,
         state_text=state_text,
         rtt=rtt,
         load=load,
@@ -325,6 +337,7 @@ def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> Peer
         success=success,
         uptime=uptime,
         pinned=pinned,
+        score=score,
     )
 
 
@@ -359,7 +372,7 @@ def advertised_models(peers: Iterable[Peer]) -> dict[str, int]:
 
 
 NO_PEERS_HINTS = (
-    "Check:\n"
+    "Run `p2pai doctor` (same options) for a diagnosis with fixes, or check:\n"
     "  • the same --network name on every node\n"
     "  • the same subnet (nodes serve on {addresses})\n"
     "  • a firewall on the node's TCP port{port} and UDP 5353 (mDNS)\n"

@@ -16,8 +16,9 @@ from textual.widgets import Static
 PANES = (
     (
         "Peers",
-        "every node on this network: state (alive, evasive = silent for a while), "
-        "round trip, load (in flight / capacity), tasks done for us, success rate, uptime",
+        "every node on this network: state (alive, evasive = silent for a while, "
+        "quarantined = never used: its reputation fell), round trip, load (in flight / "
+        "capacity), tasks done for us, success rate, reputation score (0-1), uptime",
     ),
     (
         "Tasks",

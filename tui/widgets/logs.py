@@ -33,6 +33,10 @@ class LogsPane(RichLog):
         self.border_title = "Logs"
 
     def add_line(self, level: int, levelname: str, logger: str, text: str, created: float) -> None:
+        if not logger:  # formatted already (--log-format json): shown as it is
+            self.write(Text(text, style=LEVEL_STYLE.get(level, "")))
+            self.lines_written += 1
+            return
         line = Text(no_wrap=False)
         if self.timestamps:
             line.append(time.strftime("%H:%M:%S ", time.localtime(created)), style="dim")

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist, RowKey
 
-from ..state import ALIVE, CONNECTING, EVASIVE, GONE, PeerView
+from ..state import ALIVE, CONNECTING, EVASIVE, GONE, QUARANTINED, PeerView
 from .live_table import LiveTable
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -25,20 +25,25 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("load", "Load"),
     ("done", "Done"),
     ("success", "OK %"),
+    ("score", "Score"),
     ("uptime", "Up"),
 )
-FIXED_WIDTHS = {"state": 14, "rtt": 8, "load": 7, "done": 7, "success": 5, "uptime": 7}
+FIXED_WIDTHS = {
+    "state": 14, "rtt": 8, "load": 7, "done": 7, "success": 5, "score": 5, "uptime": 7
+}  # fmt: skip
 """Columns that change often have fixed widths, so updating a cell never re-measures them."""
-RIGHT = frozenset({"rtt", "load", "done", "success", "uptime"})
+RIGHT = frozenset({"rtt", "load", "done", "success", "score", "uptime"})
 
 STATE_STYLE = {
     ALIVE: "bold green",
     EVASIVE: "bold yellow",
     CONNECTING: "cyan",
     GONE: "grey50",
+    QUARANTINED: "bold red",
 }
-ROW_STYLE = {EVASIVE: "yellow", GONE: "grey50 strike"}
-"""Whole-row styles: an evasive peer is tinted, a departed one greyed out until it goes."""
+ROW_STYLE = {EVASIVE: "yellow", GONE: "grey50 strike", QUARANTINED: "red"}
+"""Whole-row styles: an evasive peer is tinted, a quarantined one red, a departed one greyed
+out until it goes."""
 
 Cell = tuple[str, str]
 """(text, style) of one cell: what the diff compares."""
@@ -55,6 +60,7 @@ def peer_cells(view: PeerView) -> dict[str, Cell]:
         "load": (view.load, row_style),
         "done": (view.done, row_style),
         "success": (view.success, row_style),
+        "score": (view.score, row_style),
         "uptime": (view.uptime, row_style),
     }
     return cells

@@ -1,0 +1,130 @@
+"""A worker that speaks the protocol perfectly but lies: for the trust tests and demos.
+
+A real :class:`netcore.node.Node` whose answers are falsified after honest inference:
+
+* ``wrong_label``: the class label is shifted by one (probabilities rolled to match), with a
+  digest that matches those false outputs, so only a vote or a spot check can catch it;
+* ``random``: random outputs of the right names, shapes and dtypes (digest consistent);
+* ``bad_digest``: true outputs, but a digest that does not match them (a corrupt result);
+* ``slow``: true outputs, sent ``delay`` seconds late (past the requester's timeout).
+
+Use it in-process (``LyingNode(config, mode)``) or as a script on 127.0.0.1::
+
+    python tests/liar.py --mode wrong_label --network NET --data-dir DIR
+
+which prints one JSON ``ready`` line and runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from netcore.config import Config  # noqa: E402
+from netcore.node import Node  # noqa: E402
+
+MODES = ("wrong_label", "random", "bad_digest", "slow")
+
+
+def falsify(outputs: dict[str, np.ndarray], mode: str, rng: np.random.Generator) -> None:
+    """Change ``outputs`` in place as ``mode`` says (``wrong_label`` and ``random``)."""
+    if mode == "wrong_label":
+        if "label" in outputs:
+            outputs["label"] = (outputs["label"] + 1) % 10
+        if "probabilities" in outputs:
+            outputs["probabilities"] = np.roll(outputs["probabilities"], 1, axis=-1)
+    elif mode == "random":
+        for name, arr in list(outputs.items()):
+            if np.issubdtype(arr.dtype, np.integer):
+                outputs[name] = rng.integers(0, 10, size=arr.shape).astype(arr.dtype)
+            else:
+                outputs[name] = rng.random(arr.shape).astype(arr.dtype)
+
+
+class LyingNode(Node):
+    """A node whose worker lies in one of :data:`MODES`."""
+
+    def __init__(self, config: Config, mode: str, delay: float = 1.0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        super().__init__(config)
+        self.mode = mode
+        self.delay = delay
+        self.lies = 0
+        self.asked = 0
+        """Tasks that reached the worker (lying or not)."""
+        rng = np.random.default_rng()
+        honest = self.worker.execute
+
+        async def lying_execute(
+            requester: str,
+            task_id: bytes,
+            model: str,
+            sha256: str | None,
+            inputs: Mapping[str, np.ndarray],
+            timeout_s: float,
+        ) -> tuple[dict[str, np.ndarray], int]:
+            self.asked += 1
+            outputs, took_us = await honest(requester, task_id, model, sha256, inputs, timeout_s)
+            outputs = dict(outputs)
+            if self.mode == "slow":
+                await asyncio.sleep(self.delay)
+            else:
+                falsify(outputs, self.mode, rng)
+            self.lies += 1
+            return outputs, took_us
+
+        self.worker.execute = lying_execute  # type: ignore[method-assign]
+
+    def _reply(self, rid: bytes, msg: Mapping[str, Any], to: str | None = None) -> None:
+        if self.mode == "bad_digest" and msg.get("t") == "result":
+            msg = {**msg, "digest": os.urandom(32)}
+        super()._reply(rid, msg, to)
+
+
+async def _main(args: argparse.Namespace) -> None:
+    config = Config(
+        interfaces=(args.interface,),
+        network=args.network,
+        data_dir=Path(args.data_dir),
+        name=args.name,
+    )
+    node = LyingNode(config, args.mode, args.delay)
+    await node.start()
+    print(json.dumps({"event": "ready", "peer_id": node.peer_id, "endpoint": node.endpoint}))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=MODES, default="wrong_label")
+    parser.add_argument("--network", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--interface", default="127.0.0.1")
+    parser.add_argument("--name", default="liar")
+    parser.add_argument("--delay", type=float, default=1.0, help="seconds late (slow mode)")
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

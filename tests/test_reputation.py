@@ -1,0 +1,141 @@
+"""Reputation is pure logic: scores, quarantine and its reasons, deltas and reloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from netcore.reputation import (
+    DEFAULT_POLICY,
+    FIELDS,
+    Reputation,
+    Stats,
+    cost_factor,
+    quarantine_reason,
+    score,
+)
+
+
+def stats(uptime_s: float = 0.0, **counts: int) -> Stats:
+    out = Stats(uptime_s=uptime_s)
+    for name, n in counts.items():
+        out.add(name, n)
+    return out
+
+
+def test_a_new_peer_is_neutral() -> None:
+    assert score(Stats()) == pytest.approx(0.8)
+    assert cost_factor(score(Stats())) == pytest.approx(1.25)
+    assert quarantine_reason(Stats()) == ""
+
+
+def test_good_work_raises_the_score_and_lowers_the_cost() -> None:
+    reliable = stats(tasks_ok=200, votes_won=50, spot_passed=10)
+    assert score(reliable) > 0.99
+    assert cost_factor(score(reliable)) < cost_factor(score(Stats()))
+    assert cost_factor(0.0) == pytest.approx(20.0)  # bounded
+
+
+def test_one_disagreement_never_quarantines() -> None:
+    assert quarantine_reason(stats(tasks_ok=1, votes_lost=1)) == ""
+
+
+def test_two_lost_votes_quarantine_with_a_reason() -> None:
+    why = quarantine_reason(stats(tasks_ok=2, votes_lost=2))
+    assert why.startswith("score 0.35: ")
+    assert "lost 2 of 2 votes" in why
+
+
+def test_an_honest_worker_with_some_bad_luck_stays() -> None:
+    lucky = stats(tasks_ok=100, timeouts=5, failures=3, votes_won=40, votes_lost=1)
+    assert quarantine_reason(lucky) == ""
+    assert score(lucky) > 0.85
+
+
+@pytest.mark.parametrize(
+    ("counts", "needed", "text"),
+    [
+        ({"timeouts": 1}, 10, "timed out on 10 of 10 tasks"),
+        ({"failures": 1}, 10, "failed 10 of 10 tasks"),
+        ({"spot_failed": 1}, 2, "failed 2 of 2 spot checks"),
+        ({"corrupt": 1}, 2, "sent 2 corrupt results"),
+    ],
+)
+def test_how_much_evidence_each_kind_needs(counts: dict[str, int], needed: int, text: str) -> None:
+    kind = next(iter(counts))
+    assert quarantine_reason(stats(**{kind: needed - 1})) == ""
+    why = quarantine_reason(stats(**{kind: needed}))
+    assert text in why
+
+
+def test_uptime_is_worth_a_little_and_is_capped() -> None:
+    base = stats(tasks_ok=5, votes_lost=2)
+    assert score(stats(uptime_s=3600, tasks_ok=5, votes_lost=2)) > score(base)
+    week = score(stats(uptime_s=7 * 86400, tasks_ok=5, votes_lost=2))
+    day = score(stats(uptime_s=86400, tasks_ok=5, votes_lost=2))
+    assert week == day  # capped at a day's worth
+    assert DEFAULT_POLICY.uptime_cap == 12.0
+
+
+def test_unknown_counters_are_refused() -> None:
+    with pytest.raises(KeyError):
+        Stats().add("bribes")
+
+
+def test_note_reports_quarantine_once() -> None:
+    now = [1000.0]
+    book = Reputation(clock=lambda: now[0])
+    assert book.note("K1", "p1", "one", "votes_lost") is None
+    change = book.note("K1", "p1", "one", "votes_lost")
+    assert change is not None and change.reason and change.record.peer_id == "p1"
+    assert book.quarantined("K1") == change.reason
+    assert book.get("K1").quarantined_at == 1000.0  # type: ignore[union-attr]
+    assert book.note("K1", "p1", "one", "votes_lost") is None  # still in: no new change
+    assert "lost 3 of 3" in book.quarantined("K1")  # the reason's numbers stay current
+    assert book.score("unknown") == pytest.approx(0.8)
+    assert book.quarantined("unknown") == ""
+
+
+@dataclass
+class Row:
+    key: str
+    peer_id: str
+    name: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    uptime_s: float = 0.0
+    first_seen: float = 1.0
+    last_seen: float = 2.0
+    quarantined_at: float | None = None
+
+
+def test_pending_deltas_and_reloads() -> None:
+    book = Reputation()
+    book.note("K1", "p1", "one", "tasks_ok", 3)
+    book.add_uptime("K1", "p1", "one", 12.5)
+    pending = book.take_pending()
+    assert set(pending) == {"K1"}
+    assert pending["K1"].pending.get("tasks_ok") == 3 and pending["K1"].pending.uptime_s == 12.5
+
+    # The store now holds our 3 plus 2 from another process, and a second peer quarantined.
+    changes = book.load(
+        [
+            Row("K1", "p1", "one", {"tasks_ok": 5}, 12.5),
+            Row("K2", "p2", "two", {"votes_lost": 3}, quarantined_at=50.0),
+        ]
+    )
+    assert book.get("K1").stats.get("tasks_ok") == 5  # type: ignore[union-attr]
+    assert book.take_pending() == {}
+    assert [(c.record.peer_id, bool(c.reason)) for c in changes] == [("p2", True)]
+    assert book.get("K2").quarantined_at == 50.0  # type: ignore[union-attr]
+
+    # Reset elsewhere: the row is gone, the quarantine lifts.
+    changes = book.load([Row("K1", "p1", "one", {"tasks_ok": 5})])
+    assert [(c.record.peer_id, c.reason) for c in changes] == [("p2", "")]
+    assert book.get("K2") is None and len(book) == 1
+
+
+def test_fields_match_the_store() -> None:
+    from netcore.store import REPUTATION_FIELDS
+
+    assert FIELDS == REPUTATION_FIELDS
