@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS runs (
     pid      INTEGER NOT NULL,
     model    TEXT NOT NULL,
     total    INTEGER NOT NULL,
-    finished REAL
+    finished REAL,
+    source   TEXT,
+    samples  INTEGER,
+    batch    INTEGER,
+    planned  INTEGER
 );
 CREATE TABLE IF NOT EXISTS tasks (
     task_id    TEXT PRIMARY KEY,
@@ -81,6 +85,17 @@ class JournalTask:
     sha256: str | None
     inputs: dict[str, np.ndarray]
     expected: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a run will send: ``samples`` samples of ``source`` (a file, or '' for the bundled
+    held-out digits), cycling, in ``tasks`` tasks of ``batch``."""
+
+    source: str
+    samples: int
+    batch: int
+    tasks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +165,37 @@ class Journal:
 
     # --- writing -------------------------------------------------------------------------
 
-    def start_run(self, model: str) -> str:
-        """A new run (one ``submit``), owned by this process."""
+    def start_run(self, model: str, plan: RunPlan | None = None) -> str:
+        """A new run (one ``submit``), owned by this process.
+
+        With a ``plan`` the whole run is known before its first task is sent, so a resume
+        can also send the tasks that were never journaled (see :func:`netcore.resume`).
+        """
         run_id = uuid.uuid4().hex[:12]
         with self._write() as db:
             db.execute(
-                "INSERT INTO runs (run_id, created, host, pid, model, total) VALUES (?,?,?,?,?,0)",
-                (run_id, time.time(), socket.gethostname(), os.getpid(), model),
+                "INSERT INTO runs (run_id, created, host, pid, model, total, source, samples,"
+                " batch, planned) VALUES (?,?,?,?,?,0,?,?,?,?)",
+                (
+                    run_id, time.time(), socket.gethostname(), os.getpid(), model,
+                    plan.source if plan else None, plan.samples if plan else None,
+                    plan.batch if plan else None, plan.tasks if plan else None,
+                ),
             )
         return run_id
+
+    def journaled(self, run_id: str) -> int:
+        """Tasks of the run written to the journal so far."""
+        row = self.db.execute("SELECT total FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def plan_of(self, run_id: str) -> RunPlan | None:
+        row = self.db.execute(
+            "SELECT source, samples, batch, planned FROM runs WHERE run_id=?", (run_id,)
+        ).fetchone()
+        if row is None or row[1] is None:
+            return None
+        return RunPlan(row[0] or "", int(row[1]), int(row[2]), int(row[3]))
 
     def add(
         self,
@@ -182,10 +219,11 @@ class Journal:
         return task_id
 
     def end_run(self, run_id: str) -> None:
-        """Mark a run finished when none of its tasks is pending."""
+        """Mark a run finished when none of its tasks is pending nor still to be sent."""
         with self._write() as db:
             db.execute(
-                "UPDATE runs SET finished=? WHERE run_id=? AND finished IS NULL AND NOT EXISTS"
+                "UPDATE runs SET finished=? WHERE run_id=? AND finished IS NULL"
+                " AND total >= COALESCE(planned, 0) AND NOT EXISTS"
                 " (SELECT 1 FROM tasks WHERE run_id=? AND state='pending')",
                 (time.time(), run_id, run_id),
             )
@@ -223,8 +261,9 @@ class Journal:
 
     def runs(self, unfinished_only: bool = False) -> list[RunInfo]:
         sql = (
-            "SELECT r.run_id, r.created, r.host, r.pid, r.model, r.total,"
-            " COALESCE(SUM(t.state='pending'), 0), COALESCE(SUM(t.state='done'), 0),"
+            "SELECT r.run_id, r.created, r.host, r.pid, r.model, MAX(r.total, COALESCE(r.planned, 0)),"
+            " COALESCE(SUM(t.state='pending'), 0) + MAX(COALESCE(r.planned, 0) - r.total, 0),"
+            " COALESCE(SUM(t.state='done'), 0),"
             " COALESCE(SUM(t.state='failed'), 0)"
             " FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id"
             + (" WHERE r.finished IS NULL" if unfinished_only else "")
@@ -276,16 +315,37 @@ class JournaledSubmitter:
     """Wraps anything with ``submit(model, inputs, **options)`` (a Node, a Verifier) so that
     each task is journaled before it is sent and its outcome before it is returned."""
 
-    def __init__(self, inner: Any, journal: Journal, model: str, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        journal: Journal,
+        model: str,
+        run_id: str | None = None,
+        plan: RunPlan | None = None,
+        expected: Callable[[int], int | None] | None = None,
+    ) -> None:
         self.inner = inner
         self.journal = journal
-        self.run_id = run_id or journal.start_run(model)
+        self.model = model
+        self.run_id = run_id or journal.start_run(model, plan)
+        self.expected = expected
+        """The known label of the task at a position in the run (0-based), if any."""
+        self._sent = 0
         self.duplicates = 0
 
     async def submit(self, model: str, inputs: Any, **options: Any) -> Any:
         arrays = {BARE: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
-        task_id = self.journal.add(self.run_id, model, arrays, options.get("sha256"))
+        expected = self.expected(self._sent) if self.expected is not None else None
+        self._sent += 1
+        task_id = self.journal.add(self.run_id, model, arrays, options.get("sha256"), expected)
         return await self._run(task_id, model, arrays, options)
+
+    async def submit_at(
+        self, model: str, inputs: np.ndarray, expected: int | None, **options: Any
+    ) -> Any:
+        """Journal and run the run's next planned task (on resume), with its known label."""
+        task_id = self.journal.add(self.run_id, model, {BARE: inputs}, options.get("sha256"), expected)
+        return await self._run(task_id, model, {BARE: inputs}, options)
 
     async def _run(self, task_id: str, model: str, arrays: dict[str, np.ndarray], options: dict[str, Any]) -> Any:
         inputs: Any = arrays[BARE] if set(arrays) == {BARE} else arrays
