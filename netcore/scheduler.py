@@ -9,6 +9,7 @@ as a duplicate and dropped: the caller never sees two outcomes for one task.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +20,10 @@ import numpy as np
 
 from . import protocol
 from .events import Event, TaskDone, TaskRetry
+from .health import AttemptTimer, RestPolicy, backoff
 from .peers import Peer, PeerTable
+
+log = logging.getLogger("p2pai.scheduler")
 
 # Error codes that no other worker would answer differently: the task fails at once.
 TERMINAL_CODES = frozenset({"bad_input", "bad_request", "too_large", "unsupported"})
@@ -114,6 +118,10 @@ class Scheduler:
         self.gate: Callable[[Peer], float | None] | None = None
         """Trust and reputation (netcore.trust): None = never use this worker, else a factor
         its cost is multiplied by."""
+        self.timer = AttemptTimer()
+        """Per-attempt timeouts from each worker's observed latency (netcore.health)."""
+        self.rest = RestPolicy()
+        """Workers whose attempts keep failing are rested (netcore.health)."""
         self.observe: Callable[[Peer, str], None] | None = None
         """Told each attempt's fate: ok, failed, timeout, unreachable or corrupt."""
 
@@ -180,6 +188,8 @@ class Scheduler:
         if not found:
             return None
         fresh = [p for p in found if p.peer_id not in exclude] or found
+        # Workers that keep failing rest: used only when no other can take the task.
+        fresh = [p for p in fresh if not self.rest.resting(p.peer_id)] or fresh
 
         def cost(p: Peer) -> float:
             load = (p.inflight + p.remote_queued + 1) / max(1, p.capacity)
@@ -237,8 +247,13 @@ class Scheduler:
         tried: set[str] = set()
         attempts = 0
         free_retries = 0
+        failures = 0
         last_error = ("timeout", "no worker with this model answered in time")
         while True:
+            if failures and last_error[0] != "unreachable":
+                # A pause before each retry (exponential, jittered): a struggling swarm is
+                # not hammered. Lost connections skip it: nothing there to wait for.
+                await asyncio.sleep(backoff(failures))
             remaining = deadline_at - time.monotonic()
             if attempts >= max_attempts or remaining <= 0:
                 return self._finish(task_id, model, started, attempts, None, error=last_error)
@@ -250,7 +265,8 @@ class Scheduler:
                 continue
             if exclude is not None:
                 exclude.add(peer.peer_id)
-            attempt_timeout = min(timeout, remaining)
+            # From this worker's observed latency for the model, within the caller's budget.
+            attempt_timeout = min(self.timer.timeout(peer.peer_id, model, timeout, attempts), remaining)
             rid = protocol.new_id()
             msg: dict[str, Any] = {
                 "t": "task",
@@ -282,6 +298,7 @@ class Scheduler:
                     )
                 reply = await fut
             except AttemptFailed as exc:
+                failures += 1
                 peer.tasks_failed += 1
                 self._note(peer, "timeout" if exc.code == "timeout" else "unreachable")
                 tried.add(peer.peer_id)
@@ -305,8 +322,10 @@ class Scheduler:
                 if outcome is not None:
                     peer.tasks_ok += 1
                     self._note(peer, "ok")
+                    self.timer.observe(peer.peer_id, model, time.monotonic() - sent_at)
                     peer.observe_rtt(time.monotonic() - sent_at)
                     return outcome
+                failures += 1
                 peer.tasks_failed += 1
                 self._note(peer, "corrupt")
                 tried.add(peer.peer_id)
@@ -325,11 +344,18 @@ class Scheduler:
                 # Back off a little so an overloaded swarm drains instead of spinning.
                 await asyncio.sleep(min(0.05, 0.001 * free_retries))
             else:
+                failures += 1
                 peer.tasks_failed += 1
                 self._note(peer, "timeout" if code == "timeout" else "failed")
             self._retry(task_id, peer, last_error[1])
 
     def _note(self, peer: Peer, what: str) -> None:
+        if what == "ok":
+            self.rest.succeeded(peer.peer_id)
+        else:
+            rest = self.rest.failed(peer.peer_id)
+            if rest is not None:
+                log.info("worker %s failed %s; resting it for %.1fs", peer.peer_id[:8], what, rest)
         if self.observe is not None:
             self.observe(peer, what)
 

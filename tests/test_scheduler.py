@@ -760,3 +760,31 @@ async def test_cancelled_submit_forgets_the_attempt_and_tells_the_worker() -> No
     assert_settled(env)
     sent_task = env.net.tasks("w1")[0]
     assert [c["id"] for c in env.net.cancels("w1")] == [sent_task["id"]]
+
+
+# --- learning from attempts (netcore.health) ---------------------------------------------------
+
+
+async def test_a_worker_that_keeps_failing_rests_while_others_can_work() -> None:
+    env = Env(default_timeout=5.0)
+    env.worker("bad", env.fails("internal"), rtt=0.0001)  # fastest: chosen first
+    env.worker("good", env.ok(), rtt=0.01)
+    for _ in range(2):
+        assert (await env.submit()).ok
+    assert env.scheduler.rest.resting("bad")
+    before = len(env.net.tasks("bad"))
+    for _ in range(5):
+        assert (await env.submit()).worker == "good"
+    assert len(env.net.tasks("bad")) == before  # rested: not tried at all
+
+
+async def test_attempt_timeout_follows_observed_latency() -> None:
+    env = Env(default_timeout=5.0)
+    env.worker("w", env.ok())
+    for _ in range(10):
+        await env.submit()
+    budget_ms = env.net.tasks("w")[0]["timeout_ms"]
+    learned_ms = env.net.tasks("w")[-1]["timeout_ms"]
+    assert budget_ms == 5000
+    assert learned_ms < budget_ms  # srtt is tiny here: the floor applies
+    assert learned_ms == int(env.scheduler.timer.floor * 1000)
