@@ -204,9 +204,10 @@ class Journal:
         inputs: Mapping[str, np.ndarray],
         sha256: str | None = None,
         expected: int | None = None,
+        task_id: str | None = None,
     ) -> str:
         """Commit a pending task before it is sent; returns its task id."""
-        task_id = uuid.uuid4().hex[:16]
+        task_id = task_id or uuid.uuid4().hex[:16]
         blob = msgpack.packb(protocol.tensor_map(inputs), use_bin_type=True)
         with self._write() as db:
             db.execute("UPDATE runs SET total = total + 1 WHERE run_id=?", (run_id,))

@@ -117,7 +117,7 @@ def test_bad_names_labels_and_missing_files(tmp_path: Path, models_dir: Path) ->
     assert read_labels(labels) == ["cat", "dog"]
 
 
-def test_a_zipmap_output_comes_back_as_a_tensor() -> None:
+def test_a_zipmap_output_comes_back_as_a_tensor(tmp_path: Path) -> None:
     info = inspect_onnx(IRIS)
     assert [(s.name, s.dtype, s.shape) for s in info.inputs] == [
         ("float_input", "float32", (-1, 4))
@@ -126,7 +126,7 @@ def test_a_zipmap_output_comes_back_as_a_tensor() -> None:
         ("label", "int64"),
         ("probabilities", "float32"),
     ]
-    registry = load_registry(Config(data_dir=Path("/nonexistent"), shipped_models=True))
+    registry = load_registry(Config(data_dir=tmp_path / "data", shipped_models=True))
     spec = registry.find("iris")
     assert spec is not None and spec.source == "plugin" and spec.processing == "iris"
     out = LoadedModel(spec).run({"float_input": np.array([[5.1, 3.5, 1.4, 0.2]] * 2, np.float32)})

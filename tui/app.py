@@ -18,7 +18,8 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from textual import work
@@ -65,6 +66,9 @@ from .state import (
 from .widgets import HeaderBar, LatencyPane, LogsPane, PeersPane, TasksPane
 from .widgets.latency import stats_text
 from .widgets.tasks import counters_text
+
+if TYPE_CHECKING:
+    from netcore.journal import Journal
 
 log = logging.getLogger("p2pai.console")
 
@@ -162,6 +166,9 @@ class P2PConsole(App[int]):
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_concurrency = max_concurrency
         self._dispatch: set[asyncio.Task[None]] = set()
+        self.journal: Journal | None = None
+        """This console's task journal (netcore.journal), once the node runs."""
+        self._journal_run: str | None = None
         self._stream_credit = 0.0
         self._stream_last = 0.0
         self._stream_timer: Any = None
@@ -244,6 +251,7 @@ class P2PConsole(App[int]):
         self.node_running = True
         self.status = "running"
         self._started_at = self.clock()
+        self._open_journal()
         if self.local_peers is not None:
             log.info(
                 "%d local peer(s) on network %r, pids %s",
@@ -252,6 +260,36 @@ class P2PConsole(App[int]):
                 ", ".join(map(str, self.local_peers.pids)),
             )
         self.refresh_panes()
+
+    def _open_journal(self) -> None:
+        """Journal this console's tasks (netcore.journal) and finish those a previous console
+        left unfinished (it was killed): each outcome then still arrives, once."""
+        config = getattr(self.node, "config", None)
+        if config is None or not Path(config.data_dir).is_dir():
+            return  # not a real node (the node creates its data dir when it starts)
+        from netcore.journal import Journal, JournalError
+        from netcore.resume import interrupted_runs
+
+        try:
+            self.journal = Journal(config.data_dir)
+            stale = interrupted_runs(self.journal)
+        except JournalError as exc:
+            log.warning("tasks are not journaled: %s", exc)
+            self.journal = None
+            return
+        pending = [(run, entry) for run in stale for entry in self.journal.pending(run.run_id)]
+        for run in stale:
+            self.journal.claim(run.run_id)
+        if pending:
+            log.info("resuming %d task(s) a previous console left unfinished", len(pending))
+            self.notify(f"Resuming {len(pending)} unfinished task(s) from the last session")
+        for run, entry in pending:
+            record = self.book.add(entry.task_id, entry.model, expected=entry.expected)
+            record.journaled = run.run_id
+            sample = next(iter(entry.inputs.values()))
+            task = asyncio.get_running_loop().create_task(self._run_task(record, sample))
+            self._dispatch.add(task)
+            task.add_done_callback(self._dispatch.discard)
 
     def _node_failed(self, reason: str) -> None:
         self.node_failed = reason
@@ -498,6 +536,16 @@ class P2PConsole(App[int]):
 
     async def _run_task(self, record: TaskRecord, sample: np.ndarray) -> None:
         options: dict[str, Any] = {"task_id": record.task_id}
+        journal = self.journal
+        if journal is not None and not record.journaled:
+            try:
+                if self._journal_run is None:
+                    self._journal_run = journal.start_run(record.model)
+                journal.add(self._journal_run, record.model, {"": sample},
+                            expected=record.expected, task_id=record.task_id)
+                record.journaled = self._journal_run
+            except Exception as exc:  # the journal is a safety net: never block the task
+                log.warning("task %s is not journaled: %s", record.task_id[:8], exc)
         if record.pin is not None:
             options["pin"] = record.pin
         try:
@@ -512,6 +560,11 @@ class P2PConsole(App[int]):
             self.book.fail(record.task_id, f"{type(exc).__name__}: {exc}")
             log.warning("task %s: %s: %s", record.task_id[:8], type(exc).__name__, exc)
             return
+        if journal is not None and record.journaled:
+            try:
+                journal.finish(record.task_id, outcome)
+            except Exception as exc:
+                log.warning("task %s outcome is not journaled: %s", record.task_id[:8], exc)
         if self.book.finish(record.task_id, outcome) is not None:
             self.latency.add(outcome.latency_s * 1000, self.clock())
 

@@ -85,6 +85,8 @@ class TaskRecord:
     attempts: int = 0
     started: bool = False
     """It holds a dispatch slot and is inside ``Node.submit``."""
+    journaled: str = ""
+    """The journal run it is recorded in (netcore.journal); empty when it is not."""
     rev: int = 0
     """Bumped on every change, so a redraw touches only changed rows."""
 
