@@ -250,6 +250,11 @@ def percentile(values: list[float], q: float) -> float:
               help="Also send this share of known-answer tasks (labelled held-out samples) and "
               "score workers on them.")
 @trust_option
+@click.option("--resume", is_flag=True,
+              help="Finish the tasks of interrupted runs (a submit that was killed) from the "
+              "journal, instead of sending new ones.")
+@click.option("--no-journal", is_flag=True,
+              help="Do not journal the tasks (no --resume possible for this run).")
 def submit(
     interfaces: tuple[str, ...],
     port: int,
@@ -270,8 +275,15 @@ def submit(
     vote: str,
     spot_check: float,
     trust: str | None,
+    resume: bool = False,
+    no_journal: bool = False,
 ) -> None:
-    """Join as a client-only node, dispatch tasks to the swarm, print the results."""
+    """Join as a client-only node, dispatch tasks to the swarm, print the results.
+
+    Every task is journaled (SQLite, in the data dir) before it is sent and its outcome before
+    it is printed: a submit that is killed can be finished with --resume, each outcome reported
+    once. `p2pai tasks` lists the history.
+    """
     setup_logging(log_level or "warning")
     base_dir = data_dir or default_data_dir()
     config = make_config(
@@ -292,6 +304,25 @@ def submit(
     if spot_check > 0 and labels is None:
         raise CliError("--spot-check needs labelled samples: an .npz with x and y (the bundled digits have labels)")
 
+    journal = None
+    runs: list[Any] = []
+    if resume or not no_journal:
+        from .journal import Journal, JournalError
+
+        try:
+            journal = Journal(config.data_dir)
+        except JournalError as exc:
+            raise CliError(str(exc)) from None
+    if resume:
+        from .resume import interrupted_runs
+
+        assert journal is not None
+        runs = interrupted_runs(journal)
+        if not runs:
+            journal.close()
+            raise CliError(f"nothing to resume: no interrupted run in {journal.path}")
+        model = runs[0].model
+
     async def main() -> int:
         from .node import Node
         from .verify import build_verifier
@@ -308,16 +339,38 @@ def submit(
                 )
             # --redundancy / --spot-check: a Verifier submits in the client's place (netcore.verify).
             submitter = build_verifier(client, model, redundancy, vote, spot_check, samples, labels)
+            journaled: Any = submitter
+            if journal is not None and not resume:
+                from .journal import JournaledSubmitter, RunPlan
+
+                plan = RunPlan(str(input_file.resolve()) if input_file else "", total, batch,
+                               -(-total // batch))
+                known = labels if labels is not None and batch == 1 else None
+                journaled = JournaledSubmitter(
+                    submitter, journal, model, plan=plan,
+                    expected=(lambda i: int(known[i % len(known)])) if known is not None else None,
+                )
             try:
-                if batch > 1:
+                if resume:
+                    from .resume import resume_runs
+
+                    assert journal is not None
+                    try:
+                        summary = await resume_runs(submitter, journal, runs, concurrency,
+                                                    on_outcome=None if as_json else print_outcome)
+                    except JournalError as exc:
+                        raise CliError(str(exc)) from None
+                elif batch > 1:
                     from .batch import print_batch_outcome, run_batches
 
-                    summary = await run_batches(submitter, model, samples, labels, total, batch, concurrency,
+                    summary = await run_batches(journaled, model, samples, labels, total, batch, concurrency,
                                                 on_outcome=None if as_json else print_batch_outcome)
                 else:
-                    summary = await run_tasks(submitter, model, samples, labels, total, concurrency,
+                    summary = await run_tasks(journaled, model, samples, labels, total, concurrency,
                                               on_outcome=None if as_json else print_outcome)
             finally:
+                if journaled is not submitter:
+                    journaled.close()
                 if submitter is not client:
                     await submitter.aclose()
             if submitter is not client:
@@ -558,6 +611,10 @@ from .keys_cli import keys, reputation  # noqa: E402  (it imports this module)
 
 cli.add_command(keys)  # keys show|trust|revoke|list
 cli.add_command(reputation)  # reputation show|reset
+
+from .tasks_cli import tasks  # noqa: E402
+
+cli.add_command(tasks)  # the journal's history
 
 if __name__ == "__main__":
     main()

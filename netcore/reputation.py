@@ -4,16 +4,21 @@ What a requester observes of a worker (:data:`FIELDS`): tasks done, failures, ti
 corrupt results (a digest that does not match the outputs), votes won and lost in redundant
 execution, spot checks passed and failed, and the time it was seen alive.
 
-The score is a smoothed ratio of good to bad evidence, each kind weighed by how much it says
-about honesty (a lost vote or a failed spot check is a lie or a broken worker; a timeout may
-be bad luck)::
+Two questions, each a smoothed ratio of good to bad evidence::
 
-    score = (good + PRIOR_GOOD) / (good + bad + PRIOR_GOOD + PRIOR_BAD)
+    ratio = (good + PRIOR_GOOD) / (good + bad + PRIOR_GOOD + PRIOR_BAD)
 
-A new peer scores ``PRIOR_GOOD / (PRIOR_GOOD + PRIOR_BAD)`` = 0.8. A peer is quarantined when
-its score falls under ``threshold`` once it has at least ``min_bad`` weight of bad evidence
-(so one unlucky timeout, or one disagreement, never quarantines anyone). The scheduler
-multiplies a worker's cost by :func:`cost_factor` and never uses a quarantined one.
+* **honesty**: votes won and spot checks passed against votes lost, spot checks failed and
+  corrupt results (weighed by how surely each is a lie). Tasks merely *done* say nothing
+  here: a liar does its tasks too, so they never make up for lies.
+* **reliability**: tasks done (and uptime) against failures and timeouts.
+
+The score is the lower of the two; a new peer scores ``PRIOR_GOOD / (PRIOR_GOOD + PRIOR_BAD)``
+= 0.8. A peer is quarantined when either ratio falls under ``threshold`` with at least
+``min_bad`` weight of that kind of bad evidence (so one unlucky timeout, or one disagreement,
+never quarantines anyone; a worker that fails more often than it succeeds, or lies twice,
+is). The scheduler multiplies a worker's cost by :func:`cost_factor` and never uses a
+quarantined one.
 
 The counters persist in the store; :class:`Reputation` keeps them in memory with the
 deltas not yet written, and takes fresh totals from the store after each write (several
@@ -43,28 +48,24 @@ FIELDS: tuple[str, ...] = (
 class Policy:
     """Weights and thresholds; the defaults are documented in docs/trust.md."""
 
-    good: Mapping[str, float] = field(
-        default_factory=lambda: {"tasks_ok": 1.0, "votes_won": 1.0, "spot_passed": 3.0}
+    truth: Mapping[str, float] = field(
+        default_factory=lambda: {"votes_won": 1.0, "spot_passed": 3.0}
     )
-    bad: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "failures": 1.0,
-            "timeouts": 1.0,
-            "corrupt": 5.0,
-            "votes_lost": 5.0,
-            "spot_failed": 8.0,
-        }
+    lies: Mapping[str, float] = field(
+        default_factory=lambda: {"votes_lost": 5.0, "spot_failed": 8.0, "corrupt": 5.0}
     )
+    done: Mapping[str, float] = field(default_factory=lambda: {"tasks_ok": 1.0})
+    failed: Mapping[str, float] = field(default_factory=lambda: {"failures": 1.0, "timeouts": 1.0})
     uptime_per_hour: float = 0.5
-    """Good evidence per hour a peer was seen alive..."""
+    """Reliability evidence per hour a peer was seen alive..."""
     uptime_cap: float = 12.0
     """...up to this much (a day)."""
     prior_good: float = 4.0
     prior_bad: float = 1.0
     threshold: float = 0.5
-    """A score under this quarantines (with enough bad evidence)."""
+    """A ratio under this quarantines (with enough bad evidence of its kind)."""
     min_bad: float = 10.0
-    """Bad evidence needed before a peer can be quarantined."""
+    """Bad evidence of one kind needed before a peer can be quarantined for it."""
 
 
 DEFAULT_POLICY = Policy()
@@ -85,28 +86,33 @@ class Stats:
             raise KeyError(f"unknown reputation counter {name!r}")
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def merged(self, other: Stats) -> Stats:
-        out = Stats(dict(self.counts), self.uptime_s + other.uptime_s)
-        for name, n in other.counts.items():
-            out.counts[name] = out.counts.get(name, 0) + n
-        return out
-
     def empty(self) -> bool:
         return not any(self.counts.values()) and self.uptime_s == 0
 
 
-def weights(stats: Stats, policy: Policy = DEFAULT_POLICY) -> tuple[float, float]:
-    """(good, bad) evidence of ``stats``."""
-    good = sum(stats.get(k) * w for k, w in policy.good.items())
-    good += min(policy.uptime_cap, stats.uptime_s / 3600 * policy.uptime_per_hour)
-    bad = sum(stats.get(k) * w for k, w in policy.bad.items())
-    return good, bad
+def _sum(stats: Stats, weights: Mapping[str, float]) -> float:
+    return sum(stats.get(k) * w for k, w in weights.items())
+
+
+def evidence(stats: Stats, policy: Policy = DEFAULT_POLICY) -> dict[str, float]:
+    """The four weighed sums: ``truth``, ``lies``, ``done`` (with uptime) and ``failed``."""
+    done = _sum(stats, policy.done)
+    done += min(policy.uptime_cap, stats.uptime_s / 3600 * policy.uptime_per_hour)
+    return {
+        "truth": _sum(stats, policy.truth),
+        "lies": _sum(stats, policy.lies),
+        "done": done,
+        "failed": _sum(stats, policy.failed),
+    }
+
+
+def _ratio(good: float, bad: float, policy: Policy) -> float:
+    return (good + policy.prior_good) / (good + bad + policy.prior_good + policy.prior_bad)
 
 
 def score(stats: Stats, policy: Policy = DEFAULT_POLICY) -> float:
-    """0 < score < 1: the share of (smoothed) good evidence."""
-    good, bad = weights(stats, policy)
-    return (good + policy.prior_good) / (good + bad + policy.prior_good + policy.prior_bad)
+    """0 < score < 1: the lower of honesty and reliability."""
+    return verdict(stats, policy)[0]
 
 
 def cost_factor(value: float) -> float:
@@ -117,11 +123,23 @@ def cost_factor(value: float) -> float:
 
 def quarantine_reason(stats: Stats, policy: Policy = DEFAULT_POLICY) -> str:
     """Why ``stats`` put a peer in quarantine, or ``""`` when it is usable."""
-    _good, bad = weights(stats, policy)
-    if bad < policy.min_bad or score(stats, policy) >= policy.threshold:
-        return ""
+    return verdict(stats, policy)[1]
+
+
+def verdict(stats: Stats, policy: Policy = DEFAULT_POLICY) -> tuple[float, str]:
+    """The score of ``stats`` and its quarantine reason (``""``: usable), in one pass."""
+    ev = evidence(stats, policy)
+    honesty = _ratio(ev["truth"], ev["lies"], policy)
+    reliability = _ratio(ev["done"], ev["failed"], policy)
+    value = min(honesty, reliability)
+    if ev["lies"] >= policy.min_bad and honesty < policy.threshold:
+        kinds = policy.lies
+    elif ev["failed"] >= policy.min_bad and reliability < policy.threshold:
+        kinds = policy.failed
+    else:
+        return value, ""
     # Name the kind of evidence that weighs most.
-    worst = max(policy.bad, key=lambda k: stats.get(k) * policy.bad[k])
+    worst = max(kinds, key=lambda k: stats.get(k) * kinds[k])
     n = stats.get(worst)
     votes = stats.get("votes_won") + stats.get("votes_lost")
     spots = stats.get("spot_passed") + stats.get("spot_failed")
@@ -134,7 +152,7 @@ def quarantine_reason(stats: Stats, policy: Policy = DEFAULT_POLICY) -> str:
         "timeouts": f"timed out on {n} of {attempts} tasks",
         "failures": f"failed {n} of {attempts} tasks",
     }.get(worst, f"{worst}: {n}")
-    return f"score {score(stats, policy):.2f}: {text}"
+    return value, f"score {value:.2f}: {text}"
 
 
 # --- the book of records ---------------------------------------------------------------------
@@ -154,10 +172,13 @@ class Record:
     quarantined: str = ""
     """Reason, or "" when usable."""
     quarantined_at: float | None = None
-
-    @property
-    def stats(self) -> Stats:
-        return self.stored.merged(self.pending)
+    score: float = 0.8
+    """The score of :attr:`stats`, kept current by :class:`Reputation` (the scheduler reads
+    it for every candidate of every choice)."""
+    stats: Stats = field(default_factory=Stats)
+    """``stored`` + ``pending``: every observation."""
+    stale: bool = False
+    """Good evidence came since :attr:`score` was computed (see :meth:`Reputation.refresh`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +207,13 @@ class Reputation:
 
     def score(self, key: str) -> float:
         record = self.records.get(key)
-        return score(record.stats if record else Stats(), self.policy)
+        return record.score if record is not None else self.prior
+
+    @property
+    def prior(self) -> float:
+        """The score of a peer we know nothing of."""
+        p = self.policy
+        return p.prior_good / (p.prior_good + p.prior_bad)
 
     def quarantined(self, key: str) -> str:
         record = self.records.get(key)
@@ -196,7 +223,7 @@ class Reputation:
         record = self.records.get(key)
         now = self.clock()
         if record is None:
-            record = Record(key, peer_id, name, first_seen=now, last_seen=now)
+            record = Record(key, peer_id, name, first_seen=now, last_seen=now, score=self.prior)
             self.records[key] = record
         if name:
             record.name = name
@@ -204,17 +231,36 @@ class Reputation:
         return record
 
     def note(self, key: str, peer_id: str, name: str, counter: str, n: int = 1) -> Change | None:
+        """Count an observation. Bad evidence is judged at once (a quarantine must not wait);
+        good evidence, the bulk of it, only marks the score stale for :meth:`refresh`."""
         record = self._record(key, peer_id, name)
         record.pending.add(counter, n)
+        record.stats.add(counter, n)
+        if counter in self.policy.truth or counter in self.policy.done:
+            record.stale = True
+            return None
         return self._judge(record)
 
-    def add_uptime(self, key: str, peer_id: str, name: str, seconds: float) -> Change | None:
+    def add_uptime(self, key: str, peer_id: str, name: str, seconds: float) -> None:
         record = self._record(key, peer_id, name)
-        record.pending.uptime_s += max(0.0, seconds)
-        return self._judge(record)
+        seconds = max(0.0, seconds)
+        record.pending.uptime_s += seconds
+        record.stats.uptime_s += seconds
+        record.stale = True
+
+    def refresh(self) -> list[Change]:
+        """Recompute the scores that good evidence made stale (the node does it each second)."""
+        changes = []
+        for record in self.records.values():
+            if record.stale:
+                change = self._judge(record)
+                if change is not None:
+                    changes.append(change)
+        return changes
 
     def _judge(self, record: Record) -> Change | None:
-        reason = quarantine_reason(record.stats, self.policy)
+        record.stale = False
+        record.score, reason = verdict(record.stats, self.policy)
         if bool(reason) == bool(record.quarantined):
             record.quarantined = reason or ""  # keep the reason's numbers current
             return None
@@ -235,12 +281,15 @@ class Reputation:
             seen.add(row.key)
             record = self.records.get(row.key)
             if record is None:
-                record = Record(row.key, row.peer_id, row.name, first_seen=row.first_seen)
+                record = Record(
+                    row.key, row.peer_id, row.name, first_seen=row.first_seen, score=self.prior
+                )
                 self.records[row.key] = record
             record.stored = Stats(
                 {k: int(row.counts.get(k, 0)) for k in FIELDS}, float(row.uptime_s)
             )
             record.pending = Stats()
+            record.stats = Stats(dict(record.stored.counts), record.stored.uptime_s)
             record.name = row.name or record.name
             record.first_seen = row.first_seen or record.first_seen
             record.last_seen = max(record.last_seen, row.last_seen)

@@ -9,7 +9,8 @@
 * **Peer sharing**: our ``hello`` carries an optional ``peers`` list of ``{endpoint, key}``
   (the greeted peers we know, with the endpoint we reach them on) and ``time`` (our Unix clock).
   A node that receives it connects to the peers it did not know (source ``shared``), so one
-  static entry joins the whole remote swarm. Other implementations ignore both keys
+  static entry joins the whole remote swarm. It waits :data:`SHARED_GRACE_S` first: a peer
+  that mDNS or its own ``hello`` brings meanwhile (on a LAN) is never taken from a list. Other implementations ignore both keys
   (PROTOCOL.md §4: unknown keys MUST be ignored).
 
 Because a swarm's membership changes after the first greeting, a node re-sends ``hello``
@@ -50,6 +51,9 @@ MAX_SHARED_PEERS = 512
 """Peers learned by sharing that the table holds at once; past it new ones are ignored."""
 SHARED_COOLDOWN_S = 60.0
 """A shared peer that expired without ever greeting us is not taken again for this long."""
+SHARED_GRACE_S = 5.0
+"""A shared peer is connected to only if mDNS (or its own hello) has not brought it within
+this long: on a LAN, where multicast passes, sharing stays out of the way."""
 
 PEER_FORMAT = "tcp://host:port#<40-character Z85 key>"
 
@@ -146,6 +150,8 @@ class PeerReach:
         self.clock_offsets: dict[str, float] = {}
         """peer id -> their ``hello`` time minus ours, seconds (doctor's clock check)."""
         self.counters = ReachCounters()
+        self._pending: dict[str, tuple[str, str, float]] = {}
+        """peer id -> (key, endpoint, when learned): shared, waiting out SHARED_GRACE_S."""
         self._shared: dict[str, float] = {}
         """peer id -> when it was learned by sharing (until it greets us)."""
         self._cooldown: dict[str, float] = {}
@@ -201,18 +207,33 @@ class PeerReach:
                 continue
             if now < self._cooldown.get(shared_id, 0.0) or shared_id in node._departed:
                 continue
-            if len(self._shared) >= MAX_SHARED_PEERS:
+            if shared_id in self._pending:
+                continue
+            if len(self._shared) + len(self._pending) >= MAX_SHARED_PEERS:
                 self.counters.shared_ignored += 1
                 continue
             chosen = node._pick_endpoint([endpoint[:100]])
             if chosen is None:
                 self.counters.shared_ignored += 1
                 continue
+            self._pending[shared_id] = (key, chosen, now)
+            log.debug("peer %s shared by %s at %s", shared_id, peer_id, chosen)
+
+    def _take_pending(self, now: float) -> None:
+        """Connect to the shared peers that nothing else brought within the grace period."""
+        node = self.node
+        for shared_id, (key, endpoint, since) in list(self._pending.items()):
+            if now - since < SHARED_GRACE_S:
+                continue
+            del self._pending[shared_id]
+            if shared_id in node.peers or shared_id in node._departed or node._stopping:
+                continue
+            if now < self._cooldown.get(shared_id, 0.0):
+                continue
             peer, _ = node.peers.upsert(shared_id, key, "shared")
-            peer.endpoints = [chosen]
+            peer.endpoints = [endpoint]
             self._shared[shared_id] = now
             self.counters.shared_learned += 1
-            log.debug("peer %s shared by %s at %s", shared_id, peer_id, chosen)
             node._connect(peer)
 
     # --- the loop ------------------------------------------------------------------------
@@ -228,6 +249,7 @@ class PeerReach:
             now = time.monotonic()
             for state in self.static:
                 await self._keep_static(state, now)
+            self._take_pending(now)
             self._expire_shared(now)
             if now - self._last_share >= SHARE_INTERVAL_S:
                 self._last_share = now

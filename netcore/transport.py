@@ -37,7 +37,9 @@ them, so without this a frame of 16 MiB - 32 bytes already closed the connection
 ZAP_DOMAIN = b"p2pai"
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 4000
-_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+_LINK_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 class TransportError(Exception):
@@ -111,6 +113,8 @@ class Transport:
         self.bytes_in = 0
         self.bytes_out = 0
         self.send_failures = 0
+        self.on_refused: Callable[[str], None] | None = None
+        """Told when a peer's ZAP handler refused our key (its trust policy; netcore.trust)."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -304,3 +308,5 @@ class Transport:
                 self.on_link(link.peer_id, True)
             elif event == zmq.EVENT_DISCONNECTED:
                 self.on_link(link.peer_id, False)
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self.on_refused is not None:
+                self.on_refused(link.peer_id)

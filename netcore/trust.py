@@ -202,6 +202,7 @@ class TrustManager:
             "untrusted_mdns": 0,
             "untrusted_frames": 0,
             "untrusted_dials": 0,
+            "refused_by_peers": 0,
             "self_hellos": 0,
             "clone_suspects": 0,
             "store_errors": 0,
@@ -255,6 +256,7 @@ class TrustManager:
     ) -> None:
         """Hook into the started transport (discovery calls :meth:`on_mdns_self`)."""
         self._drop_peer = drop_peer
+        transport.on_refused = self._refused_by
         if transport.router is not None:
             self.guard.attach(transport.router)
         if self.clones is not None:
@@ -284,7 +286,9 @@ class TrustManager:
         self._last_tick = now
         for peer in self.peers:
             if peer.greeted and peer.state is PeerState.ALIVE and peer.caps:
-                self._apply(self.reputation.add_uptime(peer.key, peer.peer_id, peer.name, elapsed))
+                self.reputation.add_uptime(peer.key, peer.peer_id, peer.name, elapsed)
+        for change in self.reputation.refresh():
+            self._apply(change)
         if changed_on_disk(self.trust_list):
             self.reload_trust()
         if now - self._last_flush >= FLUSH_EVERY_S:
@@ -387,6 +391,17 @@ class TrustManager:
             )
         return None
 
+    def _refused_by(self, peer_id: str) -> None:
+        """A peer's ZAP handler refused our key: it trusts only keys on its list."""
+        self.counters["refused_by_peers"] += 1
+        peer = self.peers.get(peer_id)
+        name = f" ({peer.name})" if peer is not None and peer.name else ""
+        self._warn(
+            f"refused:{peer_id}",
+            f"peer {peer_id}{name} refused our key: it runs --trust allowlist; to use it, its "
+            f"owner runs `p2pai keys trust` with the key `p2pai keys show` prints here",
+        )
+
     def on_mdns_self(self, found: Any) -> None:
         """Discovery saw a record with our own ``peer_id``."""
         if self.clones is not None:
@@ -402,10 +417,10 @@ class TrustManager:
         """For the scheduler: ``None`` = never use this worker, else its cost multiplier."""
         if self.mode == "allowlist" and peer.key not in self.allowed:
             return None
-        record = self.reputation.get(peer.key)
-        if record is not None and record.quarantined:
-            return None
-        return cost_factor(self.reputation.score(peer.key))
+        record = self.reputation.records.get(peer.key)  # (called per candidate per choice)
+        if record is None:
+            return cost_factor(self.reputation.prior)
+        return None if record.quarantined else cost_factor(record.score)
 
     def observe(self, peer: Peer, what: str) -> None:
         """The scheduler's report of one attempt on ``peer``."""
@@ -528,6 +543,8 @@ class TrustManager:
         now = self.clock()
         if now - self._warned.get(topic, -1e9) < WARN_EVERY_S:
             return False
+        if len(self._warned) >= MAX_TRACKED:  # topics name peers: a flood must not grow it
+            self._warned.clear()
         self._warned[topic] = now
         log.warning("%s", message)
         return True

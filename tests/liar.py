@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netcore.config import Config  # noqa: E402
-from netcore.node import Node  # noqa: E402
+from netcore.config import Config
+from netcore.node import Node
 
 MODES = ("wrong_label", "random", "bad_digest", "slow")
 

@@ -128,9 +128,14 @@ def test_bad_liveness(tmp_path: Path, over: dict[str, object]) -> None:
     rejects(config(tmp_path, **over), "evasive_after")
 
 
-@pytest.mark.parametrize("trust", ["allowlist", "", "OPEN"])
+@pytest.mark.parametrize("trust", ["everyone", "", "OPEN"])
 def test_unsupported_trust(tmp_path: Path, trust: str) -> None:
     rejects(config(tmp_path, trust=trust), "--trust")
+
+
+@pytest.mark.parametrize("trust", ["open", "allowlist"])
+def test_supported_trust(tmp_path: Path, trust: str) -> None:
+    config(tmp_path, trust=trust).validate()
 
 
 def test_data_dir_expands_the_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

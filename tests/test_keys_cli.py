@@ -36,7 +36,9 @@ def test_show_trust_list_revoke_between_two_machines(tmp_path: Path) -> None:
     assert set(roles) == {"node", "client"}
     for ident in roles.values():
         assert ident["peer_id"] == peer_id_for(ident["key"])
-    assert (laptop / "identity.key_secret").exists() and (laptop / "client" / "identity.key").exists()
+    assert (laptop / "identity.key_secret").exists() and (
+        laptop / "client" / "identity.key"
+    ).exists()
 
     text = p2pai("keys", "show", "--data-dir", str(laptop))
     assert roles["node"]["peer_id"] in text.stdout and "p2pai keys trust" in text.stdout
@@ -101,7 +103,9 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_reputation_show_and_reset(tmp_path: Path) -> None:
-    one_error_line(p2pai("reputation", "show", "--data-dir", str(tmp_path)), "no reputation recorded")
+    one_error_line(
+        p2pai("reputation", "show", "--data-dir", str(tmp_path)), "no reputation recorded"
+    )
     liar_key, good_key = (zmq.curve_keypair()[0].decode() for _ in range(2))
     liar, good = peer_id_for(liar_key), peer_id_for(good_key)
     store = Store.open(db_path(tmp_path))
@@ -128,4 +132,6 @@ def test_reputation_show_and_reset(tmp_path: Path) -> None:
         p2pai("reputation", "show", "--data-dir", str(tmp_path), "--json").stdout
     )}  # fmt: skip
     assert set(rows) == {good}
-    assert "of 1 worker" in p2pai("reputation", "reset", "--all", "--data-dir", str(tmp_path)).stdout
+    assert (
+        "of 1 worker" in p2pai("reputation", "reset", "--all", "--data-dir", str(tmp_path)).stdout
+    )

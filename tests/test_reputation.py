@@ -32,7 +32,7 @@ def test_a_new_peer_is_neutral() -> None:
 
 def test_good_work_raises_the_score_and_lowers_the_cost() -> None:
     reliable = stats(tasks_ok=200, votes_won=50, spot_passed=10)
-    assert score(reliable) > 0.99
+    assert score(reliable) > 0.98
     assert cost_factor(score(reliable)) < cost_factor(score(Stats()))
     assert cost_factor(0.0) == pytest.approx(20.0)  # bounded
 
@@ -43,8 +43,20 @@ def test_one_disagreement_never_quarantines() -> None:
 
 def test_two_lost_votes_quarantine_with_a_reason() -> None:
     why = quarantine_reason(stats(tasks_ok=2, votes_lost=2))
-    assert why.startswith("score 0.35: ")
+    assert why.startswith("score 0.27: ")
     assert "lost 2 of 2 votes" in why
+
+
+def test_tasks_done_never_make_up_for_lies() -> None:
+    # A liar answers its tasks too: only votes won and spot checks passed count for honesty.
+    busy_liar = stats(tasks_ok=500, spot_failed=2)
+    assert "failed 2 of 2 spot checks" in quarantine_reason(busy_liar)
+    assert quarantine_reason(stats(tasks_ok=500, spot_passed=10, spot_failed=2)) == ""
+
+
+def test_a_worker_that_fails_more_than_it_succeeds_is_quarantined() -> None:
+    assert quarantine_reason(stats(tasks_ok=60, timeouts=40)) == ""
+    assert "timed out on 60 of 100 tasks" in quarantine_reason(stats(tasks_ok=40, timeouts=60))
 
 
 def test_an_honest_worker_with_some_bad_luck_stays() -> None:
@@ -70,10 +82,10 @@ def test_how_much_evidence_each_kind_needs(counts: dict[str, int], needed: int, 
 
 
 def test_uptime_is_worth_a_little_and_is_capped() -> None:
-    base = stats(tasks_ok=5, votes_lost=2)
-    assert score(stats(uptime_s=3600, tasks_ok=5, votes_lost=2)) > score(base)
-    week = score(stats(uptime_s=7 * 86400, tasks_ok=5, votes_lost=2))
-    day = score(stats(uptime_s=86400, tasks_ok=5, votes_lost=2))
+    base = stats(tasks_ok=5, timeouts=8)
+    assert score(stats(uptime_s=3600, tasks_ok=5, timeouts=8)) > score(base)
+    week = score(stats(uptime_s=7 * 86400, tasks_ok=5, timeouts=8))
+    day = score(stats(uptime_s=86400, tasks_ok=5, timeouts=8))
     assert week == day  # capped at a day's worth
     assert DEFAULT_POLICY.uptime_cap == 12.0
 

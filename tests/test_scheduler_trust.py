@@ -66,7 +66,10 @@ async def test_the_gate_filters_and_weighs_workers(swarm: FakeSwarm) -> None:
     swarm.worker("doubtful", says(7))
     factors = {"trusted": 1.0, "quarantined": None, "doubtful": 4.0}
     swarm.scheduler.gate = lambda peer: factors[peer.peer_id]
-    assert {p.peer_id for p in swarm.scheduler.candidates("digits", None)} == {"trusted", "doubtful"}
+    assert {p.peer_id for p in swarm.scheduler.candidates("digits", None)} == {
+        "trusted",
+        "doubtful",
+    }
     chosen = swarm.scheduler.choose("digits", None, set())
     assert chosen is not None and chosen.peer_id == "trusted"
     swarm.peers.get("trusted").inflight = 6  # type: ignore[union-attr]  # busy: cost x7

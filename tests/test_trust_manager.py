@@ -31,7 +31,9 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, trust: str = "open", caps: tuple[str, ...] = ("infer",)) -> None:
+    def __init__(
+        self, tmp_path: Path, trust: str = "open", caps: tuple[str, ...] = ("infer",)
+    ) -> None:
         self.config = Config(data_dir=tmp_path / "node", name="me", trust=trust, caps=caps)
         self.peers = PeerTable()
         self.events: list[Event] = []

@@ -86,7 +86,7 @@ async def test_late_attempts_are_scored_after_the_vote(swarm: FakeSwarm) -> None
     swarm.worker("late-liar", says(1), delay=0.05)
     verifier = Verifier(swarm, redundancy=3)
     outcome = await run(verifier)
-    assert outcome.ok and outcome.agreeing == 2 and outcome.voters == ["h1", "h2"]
+    assert outcome.ok and outcome.agreeing == 2 and sorted(outcome.voters) == ["h1", "h2"]
     assert swarm.trust.count("late-liar", "votes_lost") == 0  # not yet: still running
     await settle(verifier)
     assert swarm.trust.count("late-liar", "votes_lost") == 1
@@ -217,7 +217,7 @@ def test_spot_checker_rate_and_fair_picks() -> None:
     assert sum(due) == 3 and due[3] == 1  # every fourth task
     assert spot.due("other-model") == 0
     picks = [spot.pick(["a", "b", "c"]) for _ in range(6)]
-    assert sorted(picks) == ["a", "a", "b", "b", "c", "c"]
+    assert sorted(p or "" for p in picks) == ["a", "a", "b", "b", "c", "c"]
     assert spot.pick([]) is None
     sample, label = spot.sample()
     assert sample.shape == (1, 64) and 0 <= label < 4
@@ -226,7 +226,7 @@ def test_spot_checker_rate_and_fair_picks() -> None:
 def test_spot_checker_keeps_what_the_reference_gets_right() -> None:
     class Spec:
         label_output = "label"
-        inputs = [type("T", (), {"name": "input", "dtype": "float32"})()]
+        inputs = (type("T", (), {"name": "input", "dtype": "float32"})(),)
 
     class Loaded:
         def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -109,7 +109,9 @@ def test_allowlist_set_up_with_keys(
     )
     assert refused.returncode == 1
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "found 0 of 1 worker" in lines[0], refused.stderr
+    assert lines[-1].startswith("p2pai: error: found 0 of 1 worker"), refused.stderr
+    assert f"peer {worker.peer_id} (worker) refused our key" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert worker.count("task_served") == 10
     assert "Traceback" not in worker.stderr()
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from console_fakes import FakeNode, FrozenClock, digit_samples, loopback_config, unique_network, wait_until
+from console_fakes import (
+    FakeNode,
+    FrozenClock,
+    digit_samples,
+    loopback_config,
+    unique_network,
+    wait_until,
+)
 
 from netcore.node import Node
 from netcore.peers import Peer
