@@ -616,5 +616,9 @@ from .tasks_cli import tasks  # noqa: E402
 
 cli.add_command(tasks)  # the journal's history
 
+from .bench import register as register_bench  # noqa: E402
+
+register_bench(cli)  # bench: performance beside baselines (netcore/bench.py)
+
 if __name__ == "__main__":
     main()

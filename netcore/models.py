@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .protocol import dtype_name
+
 log = logging.getLogger("p2pai.models")
 
 QUICK_RUN_S = 0.0002
@@ -98,7 +100,7 @@ class ModelSpec:
             )
         for spec in self.inputs:
             arr = inputs[spec.name]
-            if arr.dtype.name != spec.dtype:
+            if dtype_name(arr.dtype) != spec.dtype:
                 raise InputMismatch(
                     f"input '{spec.name}' must be {spec.dtype}, got {arr.dtype.name}"
                 )

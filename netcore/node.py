@@ -129,6 +129,8 @@ class Node:
             "tasks_served": 0,
             "tasks_refused": 0,
             "events_dropped": 0,
+            "pings_sent": 0,
+            "pings_received": 0,
         }
         self.errors_sent: dict[str, int] = {}
         """``error`` replies this node sent, by code (metrics)."""
@@ -505,6 +507,7 @@ class Node:
                 self._publish_transition(change)
             for peer in self.peers.due_for_ping():
                 if peer.peer_id in self.transport.links:
+                    self.counters["pings_sent"] += 1
                     self._send_request(
                         peer.peer_id,
                         {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()},
@@ -627,6 +630,7 @@ class Node:
             self._reply_error(rid, exc.code, exc.message, req_id)
             return
         if t == "ping":
+            self.counters["pings_received"] += 1
             self._reply(
                 rid,
                 {

@@ -37,6 +37,9 @@ them, so without this a frame of 16 MiB - 32 bytes already closed the connection
 ZAP_DOMAIN = b"p2pai"
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 4000
+DRAIN_BATCH = 64
+"""Messages a receive loop takes without awaiting once one arrived: under load this saves
+a future and a loop pass per message; the bound keeps other tasks running."""
 _LINK_EVENTS = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
@@ -75,6 +78,8 @@ class _Link:
     socket: zmq.asyncio.Socket
     monitor: zmq.asyncio.Socket
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    sync: zmq.Socket[Any] | None = None
+    """A plain socket over the same handle, for non-blocking sends and drains (_send_now)."""
 
 
 def _tune(sock: zmq.Socket[Any]) -> None:
@@ -107,6 +112,7 @@ class Transport:
         self.ctx = zmq.asyncio.Context()
         self.auth: AsyncioAuthenticator | None = None
         self.router: zmq.asyncio.Socket | None = None
+        self._router_sync: zmq.Socket[Any] | None = None
         self.endpoints: list[str] = []
         self.links: dict[str, _Link] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,6 +141,7 @@ class Transport:
         router.setsockopt(zmq.CURVE_SECRETKEY, self.identity.secret_key)
         router.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
         self.router = router
+        self._router_sync = zmq.Socket.shadow(router.underlying)
         chosen = port
         try:
             for address in addresses:
@@ -168,7 +175,7 @@ class Transport:
                 await task
         if self.router is not None:
             self.router.close(linger=LINGER_MS)
-            self.router = None
+            self.router = self._router_sync = None
         if self.auth is not None:
             self.auth.stop()
             self.auth = None
@@ -185,6 +192,8 @@ class Transport:
     # --- inbound (ROUTER) --------------------------------------------------------------
 
     async def _router_loop(self, router: zmq.asyncio.Socket) -> None:
+        sync = self._router_sync
+        assert sync is not None
         while True:
             try:
                 frames = await router.recv_multipart(copy=False)
@@ -195,28 +204,41 @@ class Transport:
                     return
                 log.debug("router recv: %s", exc)
                 continue
-            if len(frames) < 2:
-                continue
-            try:
-                client_key = str(frames[1].get("User-Id") or "")
-            except zmq.ZMQError:
-                client_key = ""
-            if not client_key:
-                # No authenticated sender: the protocol says drop it.
-                continue
-            if any(len(f.buffer) > MAX_FRAME for f in frames[1:]):
-                continue  # a safety net: with CURVE_OVERHEAD exact, ZeroMQ closed it already
-            self.bytes_in += sum(len(f.buffer) for f in frames[1:])
-            try:
-                self.on_inbound(frames[0].bytes, client_key, frames[1:])
-            except Exception:
-                log.exception("inbound handler failed")
+            self._on_router_frames(frames)
+            # Take what else is queued without a future each (the next await re-arms the
+            # edge-triggered descriptor, so nothing is missed).
+            for _ in range(DRAIN_BATCH):
+                if router.closed:
+                    return
+                try:
+                    frames = sync.recv_multipart(zmq.DONTWAIT, copy=False)
+                except zmq.ZMQError:
+                    break
+                self._on_router_frames(frames)
+
+    def _on_router_frames(self, frames: list[zmq.Frame]) -> None:
+        if len(frames) < 2:
+            return
+        try:
+            client_key = str(frames[1].get("User-Id") or "")
+        except zmq.ZMQError:
+            client_key = ""
+        if not client_key:
+            # No authenticated sender: the protocol says drop it.
+            return
+        if any(len(f.buffer) > MAX_FRAME for f in frames[1:]):
+            return  # a safety net: with CURVE_OVERHEAD exact, ZeroMQ closed it already
+        self.bytes_in += sum(len(f.buffer) for f in frames[1:])
+        try:
+            self.on_inbound(frames[0].bytes, client_key, frames[1:])
+        except Exception:
+            log.exception("inbound handler failed")
 
     def reply(self, routing_id: bytes, frame: bytes) -> bool:
         """Send on the ROUTER to the connection ``routing_id``; never blocks."""
         if self.router is None:
             return False
-        return self._send_now(self.router, [routing_id, frame], multipart=True)
+        return self._send_now(self.router, [routing_id, frame], multipart=True, sync=self._router_sync)
 
     # --- outbound (one DEALER per peer) ------------------------------------------------
 
@@ -235,7 +257,7 @@ class Transport:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         monitor = sock.get_monitor_socket(_LINK_EVENTS)
-        link = _Link(peer_id, endpoint, sock, monitor)
+        link = _Link(peer_id, endpoint, sock, monitor, sync=zmq.Socket.shadow(sock.underlying))
         self.links[peer_id] = link
         sock.connect(endpoint)
         link.tasks.append(self._spawn(self._dealer_loop(link)))
@@ -257,9 +279,31 @@ class Transport:
         link = self.links.get(peer_id)
         if link is None:
             return False
-        return self._send_now(link.socket, frame)
+        return self._send_now(link.socket, frame, sync=link.sync)
 
-    def _send_now(self, sock: zmq.asyncio.Socket, data: Any, multipart: bool = False) -> bool:
+    def _send_now(
+        self,
+        sock: zmq.asyncio.Socket,
+        data: Any,
+        multipart: bool = False,
+        sync: zmq.Socket[Any] | None = None,
+    ) -> bool:
+        if sync is not None:
+            # The hot path: a DONTWAIT send on the plain socket, no future per message.
+            try:
+                if multipart:
+                    sync.send_multipart(data, zmq.DONTWAIT, copy=True)
+                else:
+                    sync.send(data, zmq.DONTWAIT, copy=True)
+            except zmq.ZMQError:
+                self.send_failures += 1  # a full queue (EAGAIN) or a closed socket
+                return False
+            # A send may consume the edge-triggered descriptor's wake-up for a message that
+            # arrived meanwhile; reading EVENTS through the asyncio socket lets its pending
+            # receive look again (what pyzmq's own send does).
+            sock.get(zmq.EVENTS)
+            self.bytes_out += len(data[-1] if multipart else data)
+            return True
         # The asyncio socket tries a DONTWAIT send first and returns a finished future;
         # it also re-arms its reader, so this is safe beside pending receives.
         fut: asyncio.Future[Any]
@@ -277,6 +321,7 @@ class Transport:
 
     async def _dealer_loop(self, link: _Link) -> None:
         sock = link.socket
+        sync = link.sync
         while True:
             try:
                 frames = await sock.recv_multipart(copy=True)
@@ -286,13 +331,26 @@ class Transport:
                 if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
                     return
                 continue
-            self.bytes_in += sum(len(f) for f in frames)
-            if len(frames) != 1:
-                continue  # the protocol sends exactly one frame
-            try:
-                self.on_reply(link.peer_id, frames[0])
-            except Exception:
-                log.exception("reply handler failed")
+            self._on_dealer_frames(link, frames)
+            # Drain what is queued already (see _router_loop); a handler may have closed
+            # the link (a bye), so check before each read of the shared handle.
+            for _ in range(DRAIN_BATCH if sync is not None else 0):
+                if sock.closed or self.links.get(link.peer_id) is not link:
+                    break
+                try:
+                    frames = sync.recv_multipart(zmq.DONTWAIT, copy=True)  # type: ignore[union-attr]
+                except zmq.ZMQError:
+                    break
+                self._on_dealer_frames(link, frames)
+
+    def _on_dealer_frames(self, link: _Link, frames: list[bytes]) -> None:
+        self.bytes_in += sum(len(f) for f in frames)
+        if len(frames) != 1:
+            return  # the protocol sends exactly one frame
+        try:
+            self.on_reply(link.peer_id, frames[0])
+        except Exception:
+            log.exception("reply handler failed")
 
     async def _monitor_loop(self, link: _Link) -> None:
         while True:
