@@ -28,15 +28,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# pytest exits 5 when it collected no test: that must fail, never pass silently.
-test: $(STAMP)
+# ruff and mypy first (a style or type error fails the suite), then pytest. pytest exits 5
+# when it collected no test: that must fail, never pass silently.
+test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-check: lint typecheck test
+check: test
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/p2pai bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

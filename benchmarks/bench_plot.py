@@ -27,7 +27,9 @@ def plot(result: dict[str, Any], out: Path) -> None:
         ("new_node_seen_by_all_ms", "new node seen by all (p50)"),
         ("late_node_sees_all_ms", "late node sees all (p50)"),
     ):
-        ax.plot(ns, [m["discovery"][key]["p50"] for m in mesh if "discovery" in m], "o-", label=label)
+        ax.plot(
+            ns, [m["discovery"][key]["p50"] for m in mesh if "discovery" in m], "o-", label=label
+        )
     ax.plot(ns, [m["mesh"]["from_last_ready_s"] * 1000 for m in mesh if "discovery" in m], "s--",
             label="full mesh after last ready")  # fmt: skip
     ax.axhline(10, color="grey", lw=0.8, ls=":")
@@ -38,11 +40,22 @@ def plot(result: dict[str, Any], out: Path) -> None:
 
     ax = axes[1]
     idle = [m for m in mesh if "idle" in m]
-    ax.plot([m["n"] for m in idle], [m["idle"]["cpu_pct_mean"] for m in idle], "o-", label="idle CPU % / node")
+    ax.plot(
+        [m["n"] for m in idle],
+        [m["idle"]["cpu_pct_mean"] for m in idle],
+        "o-",
+        label="idle CPU % / node",
+    )
     ax.plot([m["n"] for m in idle], [m["idle"]["pings_per_s_per_node"] / 10 for m in idle], "^-",
             label="pings/s per node / 10")  # fmt: skip
     ax2 = ax.twinx()
-    ax2.plot([m["n"] for m in idle], [m["idle"]["rss_mb_mean"] for m in idle], "s--", color="C3", label="RSS MB")
+    ax2.plot(
+        [m["n"] for m in idle],
+        [m["idle"]["rss_mb_mean"] for m in idle],
+        "s--",
+        color="C3",
+        label="RSS MB",
+    )
     ax2.set_ylabel("RSS MB", color="C3")
     ax.set_xlabel("N nodes")
     ax.set_title("Idle cost per node vs N")

@@ -46,8 +46,14 @@ async def one_round(workdir: Path, tasks: int) -> dict[str, Any]:
     done_at: dict[str, float] = {}
     started_at: dict[str, float] = {}
     try:
-        config = Config(interfaces=("127.0.0.1",), network=network, data_dir=workdir / "client",
-                        name="client", caps=(), task_timeout=ATTEMPT_TIMEOUT)
+        config = Config(
+            interfaces=("127.0.0.1",),
+            network=network,
+            data_dir=workdir / "client",
+            name="client",
+            caps=(),
+            task_timeout=ATTEMPT_TIMEOUT,
+        )
         async with Node(config) as client:
             await client.wait_for_peers(3, 20, model="digits")
             next_i = 0
@@ -60,7 +66,9 @@ async def one_round(workdir: Path, tasks: int) -> dict[str, Any]:
                     next_i += 1
                     task_id = f"t{i:06d}"
                     started_at[task_id] = time.monotonic()
-                    outcome = await client.submit("digits", x[i % len(x): i % len(x) + 1], task_id=task_id)
+                    outcome = await client.submit(
+                        "digits", x[i % len(x) : i % len(x) + 1], task_id=task_id
+                    )
                     outcomes[task_id] += 1
                     done_at[task_id] = time.monotonic()
                     assert outcome.ok, outcome.error
@@ -105,7 +113,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=4000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="p2pai-failover-") as tmp:
-        results = [asyncio.run(one_round(Path(tmp) / f"r{r}", args.tasks)) for r in range(args.rounds)]
+        results = [
+            asyncio.run(one_round(Path(tmp) / f"r{r}", args.tasks)) for r in range(args.rounds)
+        ]
     print(json.dumps(results, indent=2))
 
 

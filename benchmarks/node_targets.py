@@ -57,10 +57,27 @@ class NodeProc:
         reading its per-task event lines does not load this process during a timing run."""
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "netcore.cli", "node", *(["--json"] if events else []),
-             "--interface", "127.0.0.1", "--network", network, "--data-dir", str(data_dir),
-             "--name", name, "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-m",
+                "netcore.cli",
+                "node",
+                *(["--json"] if events else []),
+                "--interface",
+                "127.0.0.1",
+                "--network",
+                network,
+                "--data-dir",
+                str(data_dir),
+                "--name",
+                name,
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.history: list[dict[str, Any]] = []
@@ -131,7 +148,10 @@ def bench_discovery(workdir: Path, rounds: int, running: int = 3) -> dict[str, A
     return {
         "running_nodes": running,
         "rounds": rounds,
-        "new_node_seen_by_each_ms": {"p50": pct(seen_by_running, 50), "p99": pct(seen_by_running, 99)},
+        "new_node_seen_by_each_ms": {
+            "p50": pct(seen_by_running, 50),
+            "p99": pct(seen_by_running, 99),
+        },
         "late_node_sees_all_ms": {"p50": pct(late_sees_all, 50), "p99": pct(late_sees_all, 99)},
     }
 
@@ -144,8 +164,11 @@ def free_port() -> int:
 
 async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(HERE / "raw_zmq_server.py"), str(port)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "raw_zmq_server.py"), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         server.stdout.readline()
@@ -155,11 +178,19 @@ async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, An
         dealer.connect(f"tcp://127.0.0.1:{port}")
 
         def payload(i: int) -> bytes:
-            row = x[i % len(x): i % len(x) + 1]
-            return msgpack.packb({
-                "v": 1, "t": "task", "id": os.urandom(16), "kind": "infer", "model": "digits",
-                "inputs": {"input": protocol.encode_tensor(row)}, "timeout_ms": 5000,
-            }, use_bin_type=True)
+            row = x[i % len(x) : i % len(x) + 1]
+            return msgpack.packb(
+                {
+                    "v": 1,
+                    "t": "task",
+                    "id": os.urandom(16),
+                    "kind": "infer",
+                    "model": "digits",
+                    "inputs": {"input": protocol.encode_tensor(row)},
+                    "timeout_ms": 5000,
+                },
+                use_bin_type=True,
+            )
 
         for i in range(200):  # warm up
             await dealer.send(payload(i))
@@ -188,23 +219,34 @@ async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, An
         server.wait(5) if server.poll() is None else None
         if server.poll() is None:
             server.kill()
-    return {"p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "throughput_tps": round(tps, 1)}
+    return {
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
+        "throughput_tps": round(tps, 1),
+    }
 
 
-async def p2pai_round_trip(workdir: Path, x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
+async def p2pai_round_trip(
+    workdir: Path, x: np.ndarray, tasks: int, inflight: int
+) -> dict[str, Any]:
     network = f"bench-{secrets.token_hex(4)}"
     worker = NodeProc(network, workdir / "rt-worker", "rt-worker", events=False)
     try:
-        config = Config(interfaces=("127.0.0.1",), network=network, data_dir=workdir / "rt-client",
-                        name="rt-client", caps=())
+        config = Config(
+            interfaces=("127.0.0.1",),
+            network=network,
+            data_dir=workdir / "rt-client",
+            name="rt-client",
+            caps=(),
+        )
         async with Node(config) as client:
             await client.wait_for_peers(1, 20, model="digits")
             for i in range(200):  # warm up
-                await client.submit("digits", x[i % len(x): i % len(x) + 1])
+                await client.submit("digits", x[i % len(x) : i % len(x) + 1])
             latencies = []
             for i in range(tasks):
                 t = time.perf_counter()
-                outcome = await client.submit("digits", x[i % len(x): i % len(x) + 1])
+                outcome = await client.submit("digits", x[i % len(x) : i % len(x) + 1])
                 latencies.append((time.perf_counter() - t) * 1000)
                 assert outcome.ok, outcome.error
             next_i = 0
@@ -215,13 +257,17 @@ async def p2pai_round_trip(workdir: Path, x: np.ndarray, tasks: int, inflight: i
                 while next_i < tasks:
                     i = next_i
                     next_i += 1
-                    await client.submit("digits", x[i % len(x): i % len(x) + 1])
+                    await client.submit("digits", x[i % len(x) : i % len(x) + 1])
 
             await asyncio.gather(*(lane() for _ in range(inflight)))
             tps = tasks / (time.perf_counter() - t)
     finally:
         worker.stop()
-    return {"p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "throughput_tps": round(tps, 1)}
+    return {
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
+        "throughput_tps": round(tps, 1),
+    }
 
 
 def direct_onnxruntime(x: np.ndarray, tasks: int) -> dict[str, Any]:
@@ -231,7 +277,7 @@ def direct_onnxruntime(x: np.ndarray, tasks: int) -> dict[str, Any]:
     model = LoadedModel(spec)
     latencies = []
     for i in range(tasks):
-        row = x[i % len(x): i % len(x) + 1]
+        row = x[i % len(x) : i % len(x) + 1]
         t = time.perf_counter()
         model.run({"input": row})
         latencies.append((time.perf_counter() - t) * 1000)
@@ -241,8 +287,12 @@ def direct_onnxruntime(x: np.ndarray, tasks: int) -> dict[str, Any]:
 def bench_demo(runs: int) -> dict[str, Any]:
     results = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-m", "netcore.cli", "demo", "--json"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "netcore.cli", "demo", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {
         "runs": runs,
@@ -263,8 +313,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p2pai-bench-") as tmp:
         workdir = Path(tmp)
         result = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform(), "zmq": zmq.zmq_version()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "zmq": zmq.zmq_version(),
+            },
             "discovery": bench_discovery(workdir, args.rounds),
             "round_trip": {
                 "p2pai": asyncio.run(p2pai_round_trip(workdir, x, args.tasks, 100)),

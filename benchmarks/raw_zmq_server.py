@@ -43,7 +43,11 @@ async def serve(port: int) -> None:
                     "t": "result",
                     "id": msg["id"],
                     "outputs": {
-                        "label": {"dtype": "int64", "shape": list(label.shape), "data": label.tobytes()},
+                        "label": {
+                            "dtype": "int64",
+                            "shape": list(label.shape),
+                            "data": label.tobytes(),
+                        },
                         "probabilities": {
                             "dtype": "float32",
                             "shape": list(probs.shape),

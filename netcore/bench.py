@@ -234,7 +234,11 @@ async def bench_mesh(workdir: Path, n: int, rounds: int, idle_s: float) -> dict[
         cpu1 = {p.pid: cpu_seconds(p.pid) for p in procs}
         pings = (observer.counters["pings_sent"] - sent0 + observer.counters["pings_received"]
                  - recv0) / elapsed  # fmt: skip
-        cpu_pct = [100 * (cpu1[k] - cpu0[k]) / elapsed for k in cpu0 if cpu0[k] is not None and cpu1[k] is not None]  # type: ignore[operator]
+        cpu_pct = [
+            100 * (after - before) / elapsed
+            for k, before in cpu0.items()
+            if before is not None and (after := cpu1.get(k)) is not None
+        ]
         rss = [r for r in (rss_mb(p.pid) for p in procs) if r is not None]
         result["idle"] = {
             "window_s": round(elapsed, 2),
@@ -258,7 +262,8 @@ async def bench_mesh(workdir: Path, n: int, rounds: int, idle_s: float) -> dict[
                 await asyncio.to_thread(late.wait_ready, 60.0)
                 t0w = late.ready["t"] if late.ready else 0.0
                 times = [
-                    (await asyncio.to_thread(p.wait, "peer_up", 30.0, peer_id=late.peer_id))["t"] - t0w
+                    (await asyncio.to_thread(p.wait, "peer_up", 30.0, peer_id=late.peer_id))["t"]
+                    - t0w
                     for p in procs
                 ]
                 seen_each.extend(t * 1000 for t in times)
@@ -302,7 +307,12 @@ def _task_payload(x: np.ndarray, i: int, batch: int = 1) -> bytes:
 
 
 async def raw_exchange(
-    x: np.ndarray, tasks: int, inflight: int, servers: int = 1, batch: int = 1, sequential: bool = True
+    x: np.ndarray,
+    tasks: int,
+    inflight: int,
+    servers: int = 1,
+    batch: int = 1,
+    sequential: bool = True,
 ) -> dict[str, Any]:
     """The baseline: a bare pyzmq asyncio DEALER to ``servers`` raw ROUTERs running the model."""
     import msgpack
@@ -365,7 +375,12 @@ async def raw_exchange(
 
 
 async def p2pai_exchange(
-    workdir: Path, x: np.ndarray, tasks: int, inflight: int, workers: int = 1, batch: int = 1,
+    workdir: Path,
+    x: np.ndarray,
+    tasks: int,
+    inflight: int,
+    workers: int = 1,
+    batch: int = 1,
     sequential: bool = True,
 ) -> dict[str, Any]:
     """p2pai: ``workers`` worker processes and an in-process client Node (CURVE, validation,
@@ -374,7 +389,10 @@ async def p2pai_exchange(
     from .node import Node
 
     network = unique_network(f"w{workers}")
-    procs = [NodeProc(network, workdir / f"{network}-w{i}", f"w{i}", events=False) for i in range(workers)]
+    procs = [
+        NodeProc(network, workdir / f"{network}-w{i}", f"w{i}", events=False)
+        for i in range(workers)
+    ]
     out: dict[str, Any] = {}
     try:
         config = Config(interfaces=(LOOPBACK,), network=network, data_dir=workdir / f"{network}-client",
@@ -386,7 +404,7 @@ async def p2pai_exchange(
 
             def rows(i: int) -> np.ndarray:
                 start = (i * batch) % (len(x) - batch + 1)
-                return x[start:start + batch]
+                return x[start : start + batch]
 
             for i in range(200 * workers):  # warm up every worker
                 await client.submit("digits", rows(i))
@@ -428,12 +446,12 @@ def direct_onnxruntime(x: np.ndarray, tasks: int, batch: int = 1) -> dict[str, A
     assert spec is not None
     model = LoadedModel(spec)
     for i in range(50):
-        model.run({"input": x[i:i + batch]})
+        model.run({"input": x[i : i + batch]})
     latencies = []
     t0 = time.perf_counter()
     for i in range(tasks):
         start = (i * batch) % (len(x) - batch + 1)
-        rows = x[start:start + batch]
+        rows = x[start : start + batch]
         t = time.perf_counter()
         model.run({"input": rows})
         latencies.append((time.perf_counter() - t) * 1000)
@@ -490,7 +508,9 @@ async def bench_console(workdir: Path, bursts: int, key_presses: int) -> dict[st
                 for _ in range(bursts):
                     await pilot.press("b")
                 target = base_done + bursts * BURST
-                await _until(lambda: app.book.counters.done + app.book.counters.failed >= target, 120)
+                await _until(
+                    lambda: app.book.counters.done + app.book.counters.failed >= target, 120
+                )
                 await pilot.pause()
                 elapsed = time.perf_counter() - t0
                 out["tasks"] = bursts * BURST
@@ -565,10 +585,18 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         v = by_n[50]["mesh"]["from_last_ready_s"]
         add("full mesh of 50 nodes (s, from the last ready)", v, 5, v < 5)
         idle = by_n[50]["idle"]
-        add("idle node CPU at 50 peers (% of a core, mean)", idle["cpu_pct_mean"], 1,
-            idle["cpu_pct_mean"] is not None and idle["cpu_pct_mean"] < 1)
-        add("idle node RSS at 50 peers (MB, max)", idle["rss_mb_max"], 100,
-            idle["rss_mb_max"] is not None and idle["rss_mb_max"] < 100)
+        add(
+            "idle node CPU at 50 peers (% of a core, mean)",
+            idle["cpu_pct_mean"],
+            1,
+            idle["cpu_pct_mean"] is not None and idle["cpu_pct_mean"] < 1,
+        )
+        add(
+            "idle node RSS at 50 peers (MB, max)",
+            idle["rss_mb_max"],
+            100,
+            idle["rss_mb_max"] is not None and idle["rss_mb_max"] < 100,
+        )
     rt = result.get("round_trip")
     if rt:
         ratio = rt["ratio_p50"]
@@ -577,7 +605,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add("round trip p99 (ms)", p99, 2, p99 is not None and p99 < 2)
     for row in result.get("throughput", []):
         if row["workers"] == 1:
-            add("throughput, 100 in flight, 1 worker / raw pyzmq", row["ratio"], 0.7, row["ratio"] >= 0.7)
+            add(
+                "throughput, 100 in flight, 1 worker / raw pyzmq",
+                row["ratio"],
+                0.7,
+                row["ratio"] >= 0.7,
+            )
     return out
 
 
@@ -636,7 +669,9 @@ async def run(quick: bool, sections: set[str] | None = None) -> dict[str, Any]:
             log(f"batched {result['batched']}")
         if "console" in want:
             log("console")
-            result["console"] = await bench_console(workdir, 3 if quick else 10, 20 if quick else 50)
+            result["console"] = await bench_console(
+                workdir, 3 if quick else 10, 20 if quick else 50
+            )
             log(f"console {result['console']}")
     result["targets"] = targets(result)
     return result
@@ -657,7 +692,9 @@ def print_human(result: dict[str, Any]) -> None:
               f"raw pyzmq {rt['raw_pyzmq']['latency_ms']['p50']}/{rt['raw_pyzmq']['latency_ms']['p99']}  "
               f"direct onnxruntime {rt['direct_onnxruntime']['latency_ms']['p50']}  ratio {rt['ratio_p50']}")  # fmt: skip
     for row in result.get("throughput", []):
-        print(f"throughput {row['workers']} worker(s): p2pai {row['p2pai_tps']}/s  raw {row['raw_pyzmq_tps']}/s  ratio {row['ratio']}")
+        print(
+            f"throughput {row['workers']} worker(s): p2pai {row['p2pai_tps']}/s  raw {row['raw_pyzmq_tps']}/s  ratio {row['ratio']}"
+        )
     b = result.get("batched")
     if b:
         print(f"batched x{b['batch']}: p2pai {b['p2pai_samples_per_s']} samples/s  raw {b['raw_pyzmq_samples_per_s']}  "
@@ -667,7 +704,9 @@ def print_human(result: dict[str, Any]) -> None:
         print(f"console: {c['events_per_s']} events/s handled, key latency p50 {c['key_latency_ms']['p50']} ms "
               f"p99 {c['key_latency_ms']['p99']} ms")  # fmt: skip
     for t in result.get("targets", []):
-        print(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['measured']} (limit {t['limit']})")
+        print(
+            f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['measured']} (limit {t['limit']})"
+        )
 
 
 def register(cli: Any) -> None:
@@ -675,8 +714,12 @@ def register(cli: Any) -> None:
     import click
 
     @cli.command()
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (stable field names).")
-    @click.option("--quick", is_flag=True, help="N = 2, 10 only, fewer rounds and tasks (a few minutes).")
+    @click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON object (stable field names)."
+    )
+    @click.option(
+        "--quick", is_flag=True, help="N = 2, 10 only, fewer rounds and tasks (a few minutes)."
+    )
     @click.option("--only", multiple=True,
                   type=click.Choice(["mesh", "round_trip", "throughput", "batched", "console"]),
                   help="Run only these sections (repeatable).")  # fmt: skip

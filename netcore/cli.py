@@ -62,15 +62,34 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="IPv4 address to serve on (repeatable; env P2PAI_INTERFACE). "
             "Default: every non-loopback interface that is up (the LAN).",
         ),
-        click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
-                     help="TCP port of the node's ROUTER; 0 picks a free one."),
-        click.option("--network", envvar="P2PAI_NETWORK", default="default", show_default=True,
-                     help="Swarm name; nodes only see peers with the same name (env P2PAI_NETWORK)."),
-        click.option("--data-dir", type=click.Path(path_type=Path), envvar="P2PAI_DATA_DIR",
-                     default=None, help=f"Keys, models and history (env P2PAI_DATA_DIR) [default: {default_data_dir()}]"),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=0,
+            show_default=True,
+            help="TCP port of the node's ROUTER; 0 picks a free one.",
+        ),
+        click.option(
+            "--network",
+            envvar="P2PAI_NETWORK",
+            default="default",
+            show_default=True,
+            help="Swarm name; nodes only see peers with the same name (env P2PAI_NETWORK).",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            envvar="P2PAI_DATA_DIR",
+            default=None,
+            help=f"Keys, models and history (env P2PAI_DATA_DIR) [default: {default_data_dir()}]",
+        ),
         click.option("--name", default=None, help="Display name [default: the host name]."),
-        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-                     default=None, help="Log level on stderr."),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default=None,
+            help="Log level on stderr.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -156,15 +175,30 @@ def event_line(event: Event) -> str:
 
 @cli.command()
 @common_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object a line per event on stdout.")
-@click.option("--capacity", type=click.IntRange(0, 1024), default=0,
-              help="Tasks run at once [default: one per CPU core].")
-@click.option("--queue-limit", type=click.IntRange(0, 100_000), default=256, show_default=True,
-              help="Tasks waiting beyond capacity before 'overloaded'.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object a line per event on stdout."
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(0, 1024),
+    default=0,
+    help="Tasks run at once [default: one per CPU core].",
+)
+@click.option(
+    "--queue-limit",
+    type=click.IntRange(0, 100_000),
+    default=256,
+    show_default=True,
+    help="Tasks waiting beyond capacity before 'overloaded'.",
+)
 @click.option("--client-only", is_flag=True, help="Run no tasks (empty caps); only submit.")
-@click.option("--provider", envvar="P2PAI_PROVIDER", default="",
-              help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
-              "(env P2PAI_PROVIDER) [default: the best available].")
+@click.option(
+    "--provider",
+    envvar="P2PAI_PROVIDER",
+    default="",
+    help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
+    "(env P2PAI_PROVIDER) [default: the best available].",
+)
 @trust_option
 def node(
     interfaces: tuple[str, ...],
@@ -186,9 +220,15 @@ def node(
     """
     setup_logging(log_level or "info")
     config = make_config(
-        interfaces, port, network, data_dir, name,
-        capacity=capacity, queue_limit=queue_limit,
-        caps=() if client_only else ("infer",), provider=provider,
+        interfaces,
+        port,
+        network,
+        data_dir,
+        name,
+        capacity=capacity,
+        queue_limit=queue_limit,
+        caps=() if client_only else ("infer",),
+        provider=provider,
         **({"trust": trust} if trust else {}),
     )
 
@@ -226,35 +266,90 @@ def percentile(values: list[float], q: float) -> float:
 @cli.command()
 @common_options
 @click.option("--model", default="digits", show_default=True, help="Model name.")
-@click.option("--count", type=click.IntRange(1, 1_000_000_000), default=None,
-              help="Samples to run [default: each sample once].")
-@click.option("--batch", type=click.IntRange(1, 1_000_000), default=1, show_default=True,
-              help="Samples per task (the model's first input dimension must be N).")
-@click.option("--input", "input_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Samples as .npy [N, features] (or .npz with x, y) [default: the bundled held-out digits].")
-@click.option("--concurrency", type=click.IntRange(1, 10_000), default=32, show_default=True,
-              help="Tasks in flight at once.")
-@click.option("--wait-peers", type=click.IntRange(1, 10_000), default=1, show_default=True,
-              help="Workers to wait for before dispatching.")
-@click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
-              help="Seconds to wait for --wait-peers workers.")
-@click.option("--task-timeout", type=click.FloatRange(0.01, 3600), default=5.0, show_default=True,
-              help="Seconds one attempt of a task may take before it is retried elsewhere.")
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1_000_000_000),
+    default=None,
+    help="Samples to run [default: each sample once].",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 1_000_000),
+    default=1,
+    show_default=True,
+    help="Samples per task (the model's first input dimension must be N).",
+)
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Samples as .npy [N, features] (or .npz with x, y) [default: the bundled held-out digits].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=32,
+    show_default=True,
+    help="Tasks in flight at once.",
+)
+@click.option(
+    "--wait-peers",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    help="Workers to wait for before dispatching.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for --wait-peers workers.",
+)
+@click.option(
+    "--task-timeout",
+    type=click.FloatRange(0.01, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds one attempt of a task may take before it is retried elsewhere.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
-@click.option("--redundancy", type=click.IntRange(1, 9), default=1, show_default=True,
-              help="Verified results: run each task on K distinct workers, accept the majority answer.")
-@click.option("--vote", type=click.Choice(["digest", "label"]), default="digest", show_default=True,
-              help="Compare results bit for bit (digest) or by class label (float outputs may "
-              "differ between hardware).")
-@click.option("--spot-check", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Also send this share of known-answer tasks (labelled held-out samples) and "
-              "score workers on them.")
+@click.option(
+    "--redundancy",
+    type=click.IntRange(1, 9),
+    default=1,
+    show_default=True,
+    help="Verified results: run each task on K distinct workers, accept the majority answer.",
+)
+@click.option(
+    "--vote",
+    type=click.Choice(["digest", "label"]),
+    default="digest",
+    show_default=True,
+    help="Compare results bit for bit (digest) or by class label (float outputs may "
+    "differ between hardware).",
+)
+@click.option(
+    "--spot-check",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Also send this share of known-answer tasks (labelled held-out samples) and "
+    "score workers on them.",
+)
 @trust_option
-@click.option("--resume", is_flag=True,
-              help="Finish the tasks of interrupted runs (a submit that was killed) from the "
-              "journal, instead of sending new ones.")
-@click.option("--no-journal", is_flag=True,
-              help="Do not journal the tasks (no --resume possible for this run).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Finish the tasks of interrupted runs (a submit that was killed) from the "
+    "journal, instead of sending new ones.",
+)
+@click.option(
+    "--no-journal",
+    is_flag=True,
+    help="Do not journal the tasks (no --resume possible for this run).",
+)
 def submit(
     interfaces: tuple[str, ...],
     port: int,
@@ -287,9 +382,16 @@ def submit(
     setup_logging(log_level or "warning")
     base_dir = data_dir or default_data_dir()
     config = make_config(
-        interfaces, port, network, base_dir / "client", name,
-        caps=(), task_timeout=task_timeout, models_dirs=(base_dir / "models",),
-        base_dir=base_dir, **({"trust": trust} if trust else {}),
+        interfaces,
+        port,
+        network,
+        base_dir / "client",
+        name,
+        caps=(),
+        task_timeout=task_timeout,
+        models_dirs=(base_dir / "models",),
+        base_dir=base_dir,
+        **({"trust": trust} if trust else {}),
     )
     wait_peers = max(wait_peers, redundancy)
     if input_file is not None and not input_file.exists():
@@ -299,10 +401,14 @@ def submit(
     except ModelError as exc:
         raise CliError(str(exc)) from None
     if samples.ndim != 2 or len(samples) == 0:
-        raise CliError(f"--input: expected a 2-D array [N, features], got shape {list(samples.shape)}")
+        raise CliError(
+            f"--input: expected a 2-D array [N, features], got shape {list(samples.shape)}"
+        )
     total = count or len(samples)
     if spot_check > 0 and labels is None:
-        raise CliError("--spot-check needs labelled samples: an .npz with x and y (the bundled digits have labels)")
+        raise CliError(
+            "--spot-check needs labelled samples: an .npz with x and y (the bundled digits have labels)"
+        )
 
     journal = None
     runs: list[Any] = []
@@ -343,11 +449,18 @@ def submit(
             if journal is not None and not resume:
                 from .journal import JournaledSubmitter, RunPlan
 
-                plan = RunPlan(str(input_file.resolve()) if input_file else "", total, batch,
-                               -(-total // batch))
+                plan = RunPlan(
+                    str(input_file.resolve()) if input_file else "",
+                    total,
+                    batch,
+                    -(-total // batch),
+                )
                 known = labels if labels is not None and batch == 1 else None
                 journaled = JournaledSubmitter(
-                    submitter, journal, model, plan=plan,
+                    submitter,
+                    journal,
+                    model,
+                    plan=plan,
                     expected=(lambda i: int(known[i % len(known)])) if known is not None else None,
                 )
             try:
@@ -356,18 +469,38 @@ def submit(
 
                     assert journal is not None
                     try:
-                        summary = await resume_runs(submitter, journal, runs, concurrency,
-                                                    on_outcome=None if as_json else print_outcome)
+                        summary = await resume_runs(
+                            submitter,
+                            journal,
+                            runs,
+                            concurrency,
+                            on_outcome=None if as_json else print_outcome,
+                        )
                     except JournalError as exc:
                         raise CliError(str(exc)) from None
                 elif batch > 1:
                     from .batch import print_batch_outcome, run_batches
 
-                    summary = await run_batches(journaled, model, samples, labels, total, batch, concurrency,
-                                                on_outcome=None if as_json else print_batch_outcome)
+                    summary = await run_batches(
+                        journaled,
+                        model,
+                        samples,
+                        labels,
+                        total,
+                        batch,
+                        concurrency,
+                        on_outcome=None if as_json else print_batch_outcome,
+                    )
                 else:
-                    summary = await run_tasks(journaled, model, samples, labels, total, concurrency,
-                                              on_outcome=None if as_json else print_outcome)
+                    summary = await run_tasks(
+                        journaled,
+                        model,
+                        samples,
+                        labels,
+                        total,
+                        concurrency,
+                        on_outcome=None if as_json else print_outcome,
+                    )
             finally:
                 if journaled is not submitter:
                     journaled.close()
@@ -468,7 +601,10 @@ async def run_tasks(
         "ok": ok,
         "failed": failed,
         "accuracy": round(correct / judged, 4) if judged else None,
-        "latency_ms": {"p50": round(percentile(latencies, 50), 3), "p99": round(percentile(latencies, 99), 3)},
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 3),
+            "p99": round(percentile(latencies, 99), 3),
+        },
         "throughput_tps": round(total / elapsed, 1) if elapsed > 0 else 0.0,
         "workers": dict(workers),
         "errors": dict(errors),
@@ -480,8 +616,13 @@ async def run_tasks(
 
 @cli.command()
 @common_options
-@click.option("--timeout", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
-              help="Seconds to browse.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=2.0,
+    show_default=True,
+    help="Seconds to browse.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def peers(
     interfaces: tuple[str, ...],
@@ -496,8 +637,16 @@ def peers(
     """Browse the swarm, ping each peer, print a table and exit."""
     setup_logging(log_level or "warning")
     base_dir = data_dir or default_data_dir()
-    config = make_config(interfaces, port, network, base_dir / "client", name, caps=(), advertise=False,
-                         base_dir=base_dir)
+    config = make_config(
+        interfaces,
+        port,
+        network,
+        base_dir / "client",
+        name,
+        caps=(),
+        advertise=False,
+        base_dir=base_dir,
+    )
 
     async def main() -> int:
         from .node import Node
@@ -509,27 +658,31 @@ def peers(
             rtts = await asyncio.gather(*(client.ping(p.peer_id) for p in found))
             rows: list[dict[str, Any]] = []
             for peer, rtt in zip(found, rtts, strict=True):
-                rows.append({
-                    "peer_id": peer.peer_id,
-                    "name": peer.name,
-                    "endpoint": peer.endpoint,
-                    "caps": peer.caps,
-                    "models": sorted({str(m.get("name")) for m in peer.models}),
-                    "rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,
-                    "capacity": peer.capacity,
-                    "source": peer.source,
-                    "score": round(reputation.score(peer.key), 3),
-                    "quarantined": reputation.quarantined(peer.key),
-                    "trusted": client.trust.trusted(peer.key),
-                })
+                rows.append(
+                    {
+                        "peer_id": peer.peer_id,
+                        "name": peer.name,
+                        "endpoint": peer.endpoint,
+                        "caps": peer.caps,
+                        "models": sorted({str(m.get("name")) for m in peer.models}),
+                        "rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,
+                        "capacity": peer.capacity,
+                        "source": peer.source,
+                        "score": round(reputation.score(peer.key), 3),
+                        "quarantined": reputation.quarantined(peer.key),
+                        "trusted": client.trust.trusted(peer.key),
+                    }
+                )
         if as_json:
             click.echo(json.dumps(rows))
             return 0
         if not rows:
             click.echo(f"no peers on network {network!r} after {timeout:g}s; {LAN_HINTS}")
             return 0
-        click.echo(f"{'PEER':<20}  {'NAME':<16} {'ENDPOINT':<24} {'RTT':>9}  {'CAP':>3}  "
-                   f"{'SCORE':>5}  {'STATE':<11}  MODELS")
+        click.echo(
+            f"{'PEER':<20}  {'NAME':<16} {'ENDPOINT':<24} {'RTT':>9}  {'CAP':>3}  "
+            f"{'SCORE':>5}  {'STATE':<11}  MODELS"
+        )
         for row in rows:
             rtt_text = f"{row['rtt_ms']:.2f} ms" if row["rtt_ms"] is not None else "no reply"
             state = "quarantined" if row["quarantined"] else "trusted" if row["trusted"] else "ok"
@@ -549,13 +702,26 @@ def peers(
 
 @cli.command()
 @common_options
-@click.option("--local", type=click.IntRange(0, 16), default=0, show_default=True,
-              help="Also start N headless peers on 127.0.0.1 (a private swarm) that stop with the console.")
-@click.option("--capacity", type=click.IntRange(0, 1024), default=0,
-              help="Tasks run at once [default: one per CPU core].")
-@click.option("--provider", envvar="P2PAI_PROVIDER", default="",
-              help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
-              "(env P2PAI_PROVIDER) [default: the best available].")
+@click.option(
+    "--local",
+    type=click.IntRange(0, 16),
+    default=0,
+    show_default=True,
+    help="Also start N headless peers on 127.0.0.1 (a private swarm) that stop with the console.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(0, 1024),
+    default=0,
+    help="Tasks run at once [default: one per CPU core].",
+)
+@click.option(
+    "--provider",
+    envvar="P2PAI_PROVIDER",
+    default="",
+    help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
+    "(env P2PAI_PROVIDER) [default: the best available].",
+)
 @trust_option
 def console(
     interfaces: tuple[str, ...] = (),
@@ -570,22 +736,51 @@ def console(
     trust: str | None = None,
 ) -> None:
     """The terminal console: a node with live peers, tasks, latency and logs (the default command)."""
-    config = make_config(interfaces, port, network, data_dir, name, capacity=capacity, provider=provider,
-                         **({"trust": trust} if trust else {}))
+    config = make_config(
+        interfaces,
+        port,
+        network,
+        data_dir,
+        name,
+        capacity=capacity,
+        provider=provider,
+        **({"trust": trust} if trust else {}),
+    )
     # Imported here so that `import netcore` never loads Textual.
     from tui.app import run_console
 
-    sys.exit(run_console(config, local=local, log_level=log_level or "info",
-                         log_format=current_log_format()))
+    sys.exit(
+        run_console(
+            config, local=local, log_level=log_level or "info", log_format=current_log_format()
+        )
+    )
 
 
 # --- demo ----------------------------------------------------------------------------------
 
 
 @cli.command()
-@click.option("--nodes", type=click.IntRange(1, 50), default=3, show_default=True, help="Worker processes to start.")
-@click.option("--tasks", type=click.IntRange(1, 1_000_000), default=200, show_default=True, help="Tasks to run.")
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=16, show_default=True, help="Tasks in flight.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 50),
+    default=3,
+    show_default=True,
+    help="Worker processes to start.",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(1, 1_000_000),
+    default=200,
+    show_default=True,
+    help="Tasks to run.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=16,
+    show_default=True,
+    help="Tasks in flight.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary.")
 def demo(nodes: int, tasks: int, concurrency: int, as_json: bool) -> None:
     """The one-command demo: N local nodes on 127.0.0.1 find each other and run tasks."""

@@ -143,10 +143,24 @@ async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> i
             stderr_path = workdir / f"{name}.log"
             with open(stderr_path, "wb") as err:
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "netcore.cli", "node", "--json",
-                    "--interface", "127.0.0.1", "--network", network,
-                    "--data-dir", str(workdir / name), "--name", name, "--log-level", "warning",
-                    stdout=asyncio.subprocess.PIPE, stderr=err, stdin=asyncio.subprocess.DEVNULL,
+                    sys.executable,
+                    "-m",
+                    "netcore.cli",
+                    "node",
+                    "--json",
+                    "--interface",
+                    "127.0.0.1",
+                    "--network",
+                    network,
+                    "--data-dir",
+                    str(workdir / name),
+                    "--name",
+                    name,
+                    "--log-level",
+                    "warning",
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=err,
+                    stdin=asyncio.subprocess.DEVNULL,
                 )
             node = DemoNode(index, name, proc, stderr_path)
             nodes.append(node)
@@ -177,8 +191,11 @@ async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> i
         )
 
         config = Config(
-            interfaces=("127.0.0.1",), network=network, data_dir=workdir / "client",
-            name="demo-client", caps=(),
+            interfaces=("127.0.0.1",),
+            network=network,
+            data_dir=workdir / "client",
+            name="demo-client",
+            caps=(),
         )
         join_started = time.monotonic()
         async with Node(config) as client:
@@ -186,8 +203,11 @@ async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> i
             join_ms = (time.monotonic() - join_started) * 1000
             if len(found) < count:
                 raise CliError(f"the client found {len(found)} of {count} workers")
-            printer.line(f"client joined and greeted {count} workers in {join_ms:.0f} ms; "
-                         f"dispatching {tasks} digit tasks", bold=True)
+            printer.line(
+                f"client joined and greeted {count} workers in {join_ms:.0f} ms; "
+                f"dispatching {tasks} digit tasks",
+                bold=True,
+            )
             done = failed = 0
 
             def on_outcome(index: int, outcome: Any, expected: int | None) -> None:
@@ -196,8 +216,9 @@ async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> i
                 failed += 0 if outcome.ok else 1
                 printer.progress(done, tasks, failed)
 
-            summary = await run_tasks(client, "digits", samples, labels, tasks, concurrency,
-                                      on_outcome=on_outcome)
+            summary = await run_tasks(
+                client, "digits", samples, labels, tasks, concurrency, on_outcome=on_outcome
+            )
         elapsed = time.time() - started
         result = {
             "nodes": count,
@@ -207,7 +228,10 @@ async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> i
             "success_rate": round(summary["ok"] / tasks, 4),
             "accuracy": summary["accuracy"],
             "latency_ms": summary["latency_ms"],
-            "discovery_ms": {"p50": round(percentile(disc, 50), 2), "max": round(max(disc, default=0.0), 2)},
+            "discovery_ms": {
+                "p50": round(percentile(disc, 50), 2),
+                "max": round(max(disc, default=0.0), 2),
+            },
             "client_join_ms": round(join_ms, 1),
             "throughput_tps": summary["throughput_tps"],
             "workers": {names.get(k, k): v for k, v in summary["workers"].items()},
@@ -230,14 +254,24 @@ def _print_summary(result: dict[str, Any]) -> None:
     click.echo("")
     click.secho("summary", bold=True)
     click.echo(f"  nodes          {result['nodes']}")
-    click.echo("  tasks          " + click.style(
-        f"{result['ok']}/{result['tasks']} ok ({result['success_rate']:.1%})", fg=ok_color))
+    click.echo(
+        "  tasks          "
+        + click.style(
+            f"{result['ok']}/{result['tasks']} ok ({result['success_rate']:.1%})", fg=ok_color
+        )
+    )
     if result["accuracy"] is not None:
         click.echo(f"  accuracy       {result['accuracy']:.1%} (held-out digits)")
-    click.echo(f"  latency        p50 {result['latency_ms']['p50']:.2f} ms, p99 {result['latency_ms']['p99']:.2f} ms")
+    click.echo(
+        f"  latency        p50 {result['latency_ms']['p50']:.2f} ms, p99 {result['latency_ms']['p99']:.2f} ms"
+    )
     click.echo(f"  throughput     {result['throughput_tps']:.0f} tasks/s")
-    click.echo(f"  discovery      p50 {result['discovery_ms']['p50']:.1f} ms, max {result['discovery_ms']['max']:.1f} ms")
-    click.echo("  work split     " + ", ".join(f"{k}: {v}" for k, v in sorted(result["workers"].items())))
+    click.echo(
+        f"  discovery      p50 {result['discovery_ms']['p50']:.1f} ms, max {result['discovery_ms']['max']:.1f} ms"
+    )
+    click.echo(
+        "  work split     " + ", ".join(f"{k}: {v}" for k, v in sorted(result["workers"].items()))
+    )
     click.echo(f"  elapsed        {result['elapsed_s']:.2f} s")
     click.echo("")
     click.secho("next steps", bold=True)

@@ -177,9 +177,15 @@ class Journal:
                 "INSERT INTO runs (run_id, created, host, pid, model, total, source, samples,"
                 " batch, planned) VALUES (?,?,?,?,?,0,?,?,?,?)",
                 (
-                    run_id, time.time(), socket.gethostname(), os.getpid(), model,
-                    plan.source if plan else None, plan.samples if plan else None,
-                    plan.batch if plan else None, plan.tasks if plan else None,
+                    run_id,
+                    time.time(),
+                    socket.gethostname(),
+                    os.getpid(),
+                    model,
+                    plan.source if plan else None,
+                    plan.samples if plan else None,
+                    plan.batch if plan else None,
+                    plan.tasks if plan else None,
                 ),
             )
         return run_id
@@ -345,10 +351,14 @@ class JournaledSubmitter:
         self, model: str, inputs: np.ndarray, expected: int | None, **options: Any
     ) -> Any:
         """Journal and run the run's next planned task (on resume), with its known label."""
-        task_id = self.journal.add(self.run_id, model, {BARE: inputs}, options.get("sha256"), expected)
+        task_id = self.journal.add(
+            self.run_id, model, {BARE: inputs}, options.get("sha256"), expected
+        )
         return await self._run(task_id, model, {BARE: inputs}, options)
 
-    async def _run(self, task_id: str, model: str, arrays: dict[str, np.ndarray], options: dict[str, Any]) -> Any:
+    async def _run(
+        self, task_id: str, model: str, arrays: dict[str, np.ndarray], options: dict[str, Any]
+    ) -> Any:
         inputs: Any = arrays[BARE] if set(arrays) == {BARE} else arrays
         outcome = await self.inner.submit(model, inputs, task_id=task_id, **options)
         if not self.journal.finish(task_id, outcome):

@@ -84,7 +84,10 @@ class ModelSpec:
             "version": self.version,
             "sha256": self.sha256,
             "size": self.size,
-            "inputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape or ())} for s in self.inputs],
+            "inputs": [
+                {"name": s.name, "dtype": s.dtype, "shape": list(s.shape or ())}
+                for s in self.inputs
+            ],
             "outputs": [{"name": s.name, "dtype": s.dtype} for s in self.outputs],
         }
         if self.label_output:
@@ -226,7 +229,9 @@ class LoadedModel:
                 name: zipmap_to_tensor(value) if name in self._zipmaps else np.asarray(value)
                 for name, value in zip(self.output_names, results, strict=True)
             }
-        return {name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)}
+        return {
+            name: np.asarray(value) for name, value in zip(self.output_names, results, strict=True)
+        }
 
     def is_quick(self) -> bool:
         """True when a run is known to take under QUICK_RUN_S.
@@ -328,7 +333,9 @@ def tensor_outputs(session: Any) -> tuple[list[str], set[str]]:
             names.append(out.name)
             zipmaps.add(out.name)
         else:
-            log.info("output %s of type %s is not a tensor: left out of results", out.name, out.type)
+            log.info(
+                "output %s of type %s is not a tensor: left out of results", out.name, out.type
+            )
     return names, zipmaps
 
 

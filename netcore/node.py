@@ -392,7 +392,11 @@ class Node:
         )
         if created or not peer.endpoints:
             peer.endpoints = found.endpoints
-        if self.recall.forget(found.peer_id) and self.transport and found.peer_id in self.transport.links:
+        if (
+            self.recall.forget(found.peer_id)
+            and self.transport
+            and found.peer_id in self.transport.links
+        ):
             self._on_link(found.peer_id, True)  # its kept link is up already: greet it
         self._connect(peer)
 
@@ -470,7 +474,9 @@ class Node:
             self.publish(PeerAlive(peer_id=peer.peer_id))
             self._peers_changed()
         elif change.state is PeerState.EVASIVE:
-            log.warning("peer %s is evasive (silent for %.1fs)", peer.peer_id, self.config.evasive_after)
+            log.warning(
+                "peer %s is evasive (silent for %.1fs)", peer.peer_id, self.config.evasive_after
+            )
             self.publish(PeerEvasive(peer_id=peer.peer_id))
             self._flapped(peer)
         elif change.state is PeerState.EXPIRED:
@@ -481,8 +487,12 @@ class Node:
     def _flapped(self, peer: Peer) -> None:
         rest = self.damper.flap(peer.peer_id)
         if rest is not None:
-            log.warning("peer %s (%s) keeps dropping out; not used for about %.0fs",
-                        peer.peer_id, peer.name, rest)
+            log.warning(
+                "peer %s (%s) keeps dropping out; not used for about %.0fs",
+                peer.peer_id,
+                peer.name,
+                rest,
+            )
 
     def _drop_peer_expired(self, peer: Peer) -> None:
         if self.transport is not None:
@@ -514,7 +524,9 @@ class Node:
                     )
             probe, forgotten = self.recall.due()
             for peer_id in probe:
-                self._send_request(peer_id, {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()})
+                self._send_request(
+                    peer_id, {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()}
+                )
             for peer_id in forgotten:
                 self.transport.disconnect(peer_id)
             now = time.monotonic()
@@ -572,8 +584,15 @@ class Node:
         if old is None or self._stopping:
             return None
         peer, _ = self.peers.upsert(
-            peer_id, old.key, old.source, name=old.name, endpoints=old.endpoints, caps=old.caps,
-            models=old.models, capacity=old.capacity, accel=old.accel,
+            peer_id,
+            old.key,
+            old.source,
+            name=old.name,
+            endpoints=old.endpoints,
+            caps=old.caps,
+            models=old.models,
+            capacity=old.capacity,
+            accel=old.accel,
         )
         log.info("peer %s (%s) is reachable again", peer_id, peer.name)
         return peer
@@ -614,13 +633,17 @@ class Node:
         if t not in protocol.REQUESTS:
             self._on_inbound_notice(rid, peer_id, msg)
             return
-        req_id = msg.get("id") if isinstance(msg.get("id"), bytes) and len(msg["id"]) == 16 else None
+        req_id = (
+            msg.get("id") if isinstance(msg.get("id"), bytes) and len(msg["id"]) == 16 else None
+        )
         if t == "hello":
             self._on_hello(rid, client_key, peer_id, msg, req_id)
             return
         if self._greeted.get(rid) != client_key:
             if rid in self._wrong_net:
-                self._reply_error(rid, "bad_request", "this connection's hello named another network", req_id)
+                self._reply_error(
+                    rid, "bad_request", "this connection's hello named another network", req_id
+                )
             else:
                 self._reply_error(rid, "hello_required", "send hello first", req_id)
             return
@@ -781,8 +804,14 @@ class Node:
             self.transport.send(
                 peer_id,
                 protocol.encode(
-                    {"t": "pong", "id": msg["id"], "ts": msg["ts"], "inflight": self.worker.inflight,
-                     "queued": self.worker.queued, "capacity": self.worker.capacity}
+                    {
+                        "t": "pong",
+                        "id": msg["id"],
+                        "ts": msg["ts"],
+                        "inflight": self.worker.inflight,
+                        "queued": self.worker.queued,
+                        "capacity": self.worker.capacity,
+                    }
                 ),
             )
         elif t == "bye":
@@ -797,7 +826,9 @@ class Node:
         rid = msg.get("id")
         if isinstance(rid, bytes) and rid in self._hello_ids:
             self._hello_ids.pop(rid, None)
-            log.warning("peer %s refused our hello: %s", peer.peer_id if peer else "?", msg.get("message"))
+            log.warning(
+                "peer %s refused our hello: %s", peer.peer_id if peer else "?", msg.get("message")
+            )
             return
         if code == "hello_required" and peer is not None:
             # ZeroMQ reconnected silently: greet again on the new connection.
@@ -834,14 +865,25 @@ class Node:
             )
             self.counters["tasks_served"] += 1
             self.publish(
-                TaskServed(task_id=task_hex, requester=requester, ok=True, took_us=took_us, model=msg["model"])
+                TaskServed(
+                    task_id=task_hex,
+                    requester=requester,
+                    ok=True,
+                    took_us=took_us,
+                    model=msg["model"],
+                )
             )
         except TaskError as exc:
             self.counters["tasks_refused"] += 1
             self._reply(rid, protocol.error(exc.code, exc.message, req_id), to=requester)
             self.publish(
                 TaskServed(
-                    task_id=task_hex, requester=requester, ok=False, took_us=0, model=msg["model"], error=exc.code
+                    task_id=task_hex,
+                    requester=requester,
+                    ok=False,
+                    took_us=0,
+                    model=msg["model"],
+                    error=exc.code,
                 )
             )
         except ProtocolError as exc:
@@ -854,10 +896,17 @@ class Node:
         req_id = msg["id"]
         spec = self.registry.find(msg["name"], msg["sha256"])
         if spec is None:
-            self._reply(rid, protocol.error("unknown_model", f"no model {msg['name'][:64]!r} with that sha256", req_id))
+            self._reply(
+                rid,
+                protocol.error(
+                    "unknown_model", f"no model {msg['name'][:64]!r} with that sha256", req_id
+                ),
+            )
             return
         if msg["length"] > protocol.MAX_CHUNK:
-            self._reply(rid, protocol.error("too_large", f"length over {protocol.MAX_CHUNK} bytes", req_id))
+            self._reply(
+                rid, protocol.error("too_large", f"length over {protocol.MAX_CHUNK} bytes", req_id)
+            )
             return
         try:
             with open(spec.path, "rb") as fh:
@@ -866,18 +915,28 @@ class Node:
                 fh.seek(min(msg["offset"], spec.size))
                 data = fh.read(msg["length"])
         except OSError as exc:
-            self._reply(rid, protocol.error("internal", f"cannot read model: {exc.strerror}", req_id))
+            self._reply(
+                rid, protocol.error("internal", f"cannot read model: {exc.strerror}", req_id)
+            )
             return
         self._reply(
             rid,
-            {"t": "model_chunk", "id": req_id, "sha256": spec.sha256, "offset": msg["offset"],
-             "data": data, "total": spec.size},
+            {
+                "t": "model_chunk",
+                "id": req_id,
+                "sha256": spec.sha256,
+                "offset": msg["offset"],
+                "data": data,
+                "total": spec.size,
+            },
         )
 
     async def _run_local(
         self, model: str, sha256: str | None, inputs: Mapping[str, np.ndarray], timeout: float
     ) -> tuple[dict[str, np.ndarray], int]:
-        return await self.worker.execute(self.peer_id, protocol.new_id(), model, sha256, inputs, timeout)
+        return await self.worker.execute(
+            self.peer_id, protocol.new_id(), model, sha256, inputs, timeout
+        )
 
     async def _warm_up(self) -> None:
         """Load every model off the loop, so the first task does not pay for the session."""
@@ -896,4 +955,3 @@ class Node:
 
     def report_error(self, message: str) -> None:
         self.publish(NodeError(message=message))
-

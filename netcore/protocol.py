@@ -295,7 +295,9 @@ def decode_tensor(tensor: Any, name: str = "tensor", req_id: bytes | None = None
     shape = tensor.get("shape")
     data = tensor.get("data")
     if not isinstance(dtype_name, str) or dtype_name not in ALLOWED_DTYPES:
-        raise ProtocolError("bad_request", f"tensor '{name}' has unknown dtype {_show(dtype_name)}", req_id)
+        raise ProtocolError(
+            "bad_request", f"tensor '{name}' has unknown dtype {_show(dtype_name)}", req_id
+        )
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_NDIM
@@ -320,7 +322,9 @@ def decode_tensor(tensor: Any, name: str = "tensor", req_id: bytes | None = None
     try:
         return np.frombuffer(data, dtype=dtype).reshape(shape)
     except ValueError:  # e.g. shape [0, 2**63]: no items, but numpy cannot represent it
-        raise ProtocolError("bad_request", f"tensor '{name}' shape {shape} is too large", req_id) from None
+        raise ProtocolError(
+            "bad_request", f"tensor '{name}' shape {shape} is too large", req_id
+        ) from None
 
 
 def tensor_map(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, Any]]:

@@ -109,7 +109,10 @@ async def resume_runs(
         "ok": ok,
         "failed": failed,
         "accuracy": round(correct / judged, 4) if judged else None,
-        "latency_ms": {"p50": round(percentile(latencies, 50), 3), "p99": round(percentile(latencies, 99), 3)},
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 3),
+            "p99": round(percentile(latencies, 99), 3),
+        },
         "throughput_tps": round(total / elapsed, 1) if elapsed > 0 and total else 0.0,
         "workers": dict(workers),
         "errors": dict(errors),

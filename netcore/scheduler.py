@@ -266,7 +266,9 @@ class Scheduler:
             if exclude is not None:
                 exclude.add(peer.peer_id)
             # From this worker's observed latency for the model, within the caller's budget.
-            attempt_timeout = min(self.timer.timeout(peer.peer_id, model, timeout, attempts), remaining)
+            attempt_timeout = min(
+                self.timer.timeout(peer.peer_id, model, timeout, attempts), remaining
+            )
             rid = protocol.new_id()
             msg: dict[str, Any] = {
                 "t": "task",
@@ -293,7 +295,10 @@ class Scheduler:
                     self._fail_attempt(rid, "unreachable", f"cannot send to {peer.peer_id[:8]}")
                 else:
                     attempt.timer = loop.call_later(
-                        attempt_timeout, self._fail_attempt, rid, "timeout",
+                        attempt_timeout,
+                        self._fail_attempt,
+                        rid,
+                        "timeout",
                         f"no answer from {peer.peer_id[:8]} within {attempt_timeout:.1f}s",
                     )
                 reply = await fut

@@ -87,12 +87,6 @@ def _tune(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + CURVE_OVERHEAD)
-    # ZMTP heartbeats: a connection whose other end went silent (a partition: no RST ever
-    # comes) is closed after HEARTBEAT_TIMEOUT, so its in-flight tasks are retried at once
-    # and ZeroMQ reconnects when the link heals.
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
 
 
 class Transport:
@@ -238,7 +232,9 @@ class Transport:
         """Send on the ROUTER to the connection ``routing_id``; never blocks."""
         if self.router is None:
             return False
-        return self._send_now(self.router, [routing_id, frame], multipart=True, sync=self._router_sync)
+        return self._send_now(
+            self.router, [routing_id, frame], multipart=True, sync=self._router_sync
+        )
 
     # --- outbound (one DEALER per peer) ------------------------------------------------
 
@@ -256,6 +252,13 @@ class Transport:
         sock.setsockopt(zmq.CURVE_SECRETKEY, self.identity.secret_key)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        # ZMTP heartbeats on our side of each link: a connection whose other end went silent
+        # (a partition: no RST ever comes) is closed after HEARTBEAT_TIMEOUT, so its in-flight
+        # tasks are retried at once and ZeroMQ reconnects when the link heals. The ROUTER only
+        # answers them (libzmq does that without the option), halving the idle traffic.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
         monitor = sock.get_monitor_socket(_LINK_EVENTS)
         link = _Link(peer_id, endpoint, sock, monitor, sync=zmq.Socket.shadow(sock.underlying))
         self.links[peer_id] = link

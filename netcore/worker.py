@@ -91,14 +91,17 @@ class Worker:
         size = sum(arr.nbytes for arr in inputs.values())
         if size > self.max_input_bytes:
             raise TaskError(
-                "too_large", f"inputs are {size} bytes, this node takes at most {self.max_input_bytes}"
+                "too_large",
+                f"inputs are {size} bytes, this node takes at most {self.max_input_bytes}",
             )
         try:
             spec.check_inputs(inputs)
         except InputMismatch as exc:
             raise TaskError("bad_input", str(exc)) from None
         if self.inflight + self.queued >= self.capacity + self.queue_limit:
-            raise TaskError("overloaded", f"queue full ({self.queue_limit} waiting); try another peer")
+            raise TaskError(
+                "overloaded", f"queue full ({self.queue_limit} waiting); try another peer"
+            )
         deadline = time.monotonic() + timeout_s
         key = (requester, task_id)
         ticket = _Ticket()
@@ -129,7 +132,9 @@ class Worker:
                 except TaskError:
                     raise
                 except Exception as exc:
-                    raise TaskError("internal", f"inference failed: {type(exc).__name__}: {exc}") from None
+                    raise TaskError(
+                        "internal", f"inference failed: {type(exc).__name__}: {exc}"
+                    ) from None
                 took_us = (time.perf_counter_ns() - started) // 1000
                 if ticket.cancelled:
                     raise TaskError("cancelled", "cancelled by the requester")

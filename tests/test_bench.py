@@ -24,10 +24,21 @@ def fake_result() -> dict[str, Any]:
         {
             "n": n,
             "mesh": {"from_last_ready_s": 0.1, "from_first_ready_s": 0.2, "from_spawn_s": 3.0},
-            "idle": {"window_s": 1.0, "cpu_pct_mean": 0.5, "cpu_pct_max": 0.7, "rss_mb_mean": 80.0,
-                     "rss_mb_max": 90.0, "pings_per_s_per_node": 5.0, "pings_per_s_mesh": 30.0},
-            "discovery": {"rounds": 1, "new_node_seen_by_each_ms": lat, "new_node_seen_by_all_ms": lat,
-                          "late_node_sees_all_ms": lat},
+            "idle": {
+                "window_s": 1.0,
+                "cpu_pct_mean": 0.5,
+                "cpu_pct_max": 0.7,
+                "rss_mb_mean": 80.0,
+                "rss_mb_max": 90.0,
+                "pings_per_s_per_node": 5.0,
+                "pings_per_s_mesh": 30.0,
+            },
+            "discovery": {
+                "rounds": 1,
+                "new_node_seen_by_each_ms": lat,
+                "new_node_seen_by_all_ms": lat,
+                "late_node_sees_all_ms": lat,
+            },
         }
         for n in (10, 50)
     ]

@@ -92,7 +92,17 @@ def test_ipv6_interfaces(tmp_path: Path, iface: str) -> None:
 
 @pytest.mark.parametrize(
     "iface",
-    ["eth0", "localhost", "", "300.1.1.1", "1.2.3", "1.2.3.4.5", "127.0.0.1/8", " 127.0.0.1", "127.0.0.1:80"],
+    [
+        "eth0",
+        "localhost",
+        "",
+        "300.1.1.1",
+        "1.2.3",
+        "1.2.3.4.5",
+        "127.0.0.1/8",
+        " 127.0.0.1",
+        "127.0.0.1:80",
+    ],
     ids=repr,
 )
 def test_garbage_interfaces(tmp_path: Path, iface: str) -> None:
@@ -109,7 +119,9 @@ def test_bad_ports(tmp_path: Path, port: int) -> None:
     assert str(port) in str(err)
 
 
-@pytest.mark.parametrize("name", ["", "x" * 64, "é" * 32], ids=["empty", "64-ascii", "64-bytes-utf8"])
+@pytest.mark.parametrize(
+    "name", ["", "x" * 64, "é" * 32], ids=["empty", "64-ascii", "64-bytes-utf8"]
+)
 def test_bad_names(tmp_path: Path, name: str) -> None:
     rejects(config(tmp_path, name=name), "--name")
 

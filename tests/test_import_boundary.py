@@ -34,8 +34,18 @@ def test_every_netcore_module_imports_no_textual_or_rich() -> None:
     imports = "\n".join(
         f"import netcore.{m}"
         for m in (
-            "config", "discovery", "events", "identity", "models", "node", "peers",
-            "protocol", "scheduler", "transport", "worker", "cli",
+            "config",
+            "discovery",
+            "events",
+            "identity",
+            "models",
+            "node",
+            "peers",
+            "protocol",
+            "scheduler",
+            "transport",
+            "worker",
+            "cli",
         )
     )
     assert ui_modules_loaded_by(imports) == []

@@ -84,8 +84,13 @@ def test_digits_wire_entry_is_a_valid_hello_model() -> None:
     assert entry["inputs"] == [{"name": "input", "dtype": "float32", "shape": [-1, 64]}]
     assert entry["label_output"] == "label"
     hello = {
-        "t": "hello", "id": bytes(16), "name": "n", "net": "default", "caps": ["infer"],
-        "endpoints": [], "models": [entry],
+        "t": "hello",
+        "id": bytes(16),
+        "name": "n",
+        "net": "default",
+        "caps": ["infer"],
+        "endpoints": [],
+        "models": [entry],
     }
     assert protocol.decode(protocol.encode(hello))["models"] == [entry]
 
@@ -268,7 +273,9 @@ def test_unloadable_model_file_is_a_model_error(model_copy: Path) -> None:
 def test_registry_finds_models_and_skips_bad_manifests(model_copy: Path) -> None:
     folder = model_copy.parent
     (folder / "broken.json").write_text("{")
-    (folder / "odd.json").write_text(json.dumps({**json.loads(model_copy.read_text()), "name": "odd", "size": "x"}))
+    (folder / "odd.json").write_text(
+        json.dumps({**json.loads(model_copy.read_text()), "name": "odd", "size": "x"})
+    )
     registry = ModelRegistry([folder, folder / "does-not-exist"])
     assert registry.names() == ["digits"]
     spec = registry.find("digits")

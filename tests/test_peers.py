@@ -55,7 +55,9 @@ def test_upsert_creates_then_updates(table: PeerTable, clock: FakeClock) -> None
     assert "p1" in table and len(table) == 1 and table.get("p1") is peer
 
     clock.advance(2.0)
-    again, created = table.upsert("p1", "key1", "hello", name="renamed", capacity=None, caps=["infer"])
+    again, created = table.upsert(
+        "p1", "key1", "hello", name="renamed", capacity=None, caps=["infer"]
+    )
     assert not created
     assert again is peer
     assert peer.name == "renamed"

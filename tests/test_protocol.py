@@ -169,8 +169,16 @@ def test_every_message_type_round_trips(label: str) -> None:
 def test_every_type_of_the_spec_has_an_example() -> None:
     types = {m["t"] for m in VALID_MESSAGES.values()}
     assert types == {
-        "hello", "ping", "pong", "task", "result", "error",
-        "model_get", "model_chunk", "cancel", "bye",
+        "hello",
+        "ping",
+        "pong",
+        "task",
+        "result",
+        "error",
+        "model_get",
+        "model_chunk",
+        "cancel",
+        "bye",
     }
     assert types == protocol.KNOWN_TYPES
 
@@ -381,7 +389,9 @@ BAD_FIELDS: list[Any] = [
     pytest.param(_hello(models=[{**MODEL_ENTRY, "size": True}]), id="hello-model-bool-size"),
     pytest.param(_hello(models=[{**MODEL_ENTRY, "size": "1"}]), id="hello-model-str-size"),
     pytest.param(_hello(models=[{**MODEL_ENTRY, "inputs": {}}]), id="hello-model-inputs-map"),
-    pytest.param(_hello(models=[{**MODEL_ENTRY, "inputs": [{"dtype": "f"}]}]), id="hello-model-input-no-name"),
+    pytest.param(
+        _hello(models=[{**MODEL_ENTRY, "inputs": [{"dtype": "f"}]}]), id="hello-model-input-no-name"
+    ),
     pytest.param(_hello(models=[{**MODEL_ENTRY, "outputs": [7]}]), id="hello-model-output-int"),
     pytest.param(_hello(accel="cpu"), id="hello-str-accel"),
     pytest.param(_hello(capacity="4"), id="hello-str-capacity"),
@@ -409,12 +419,18 @@ BAD_FIELDS: list[Any] = [
     pytest.param(_with("task", timeout_ms="5000"), id="task-str-timeout"),
     pytest.param(_without(VALID_MESSAGES["task"], "inputs"), id="task-no-inputs"),
     pytest.param(_with("task", inputs=[INPUT]), id="task-inputs-list"),
-    pytest.param(_with("task", inputs={"input": {**INPUT, "dtype": "object"}}), id="task-object-dtype"),
-    pytest.param(_with("task", inputs={"input": {**INPUT, "shape": [1, 63]}}), id="task-bad-length"),
+    pytest.param(
+        _with("task", inputs={"input": {**INPUT, "dtype": "object"}}), id="task-object-dtype"
+    ),
+    pytest.param(
+        _with("task", inputs={"input": {**INPUT, "shape": [1, 63]}}), id="task-bad-length"
+    ),
     pytest.param(_with("task", inputs={b"input": INPUT}), id="task-bin-input-name"),
     # result
     pytest.param(_without(VALID_MESSAGES["result"], "outputs"), id="result-no-outputs"),
-    pytest.param(_with("result", outputs={"label": {**LABEL, "data": b""}}), id="result-bad-tensor"),
+    pytest.param(
+        _with("result", outputs={"label": {**LABEL, "data": b""}}), id="result-bad-tensor"
+    ),
     pytest.param(_without(VALID_MESSAGES["result"], "digest"), id="result-no-digest"),
     pytest.param(_with("result", digest=b"\x01" * 31), id="result-short-digest"),
     pytest.param(_with("result", digest="01" * 32), id="result-hex-digest"),
@@ -447,7 +463,9 @@ def test_bad_fields_are_bad_request_and_echo_the_id(msg: dict[str, Any]) -> None
     assert "\n" not in err.message
 
 
-@pytest.mark.parametrize("t", ["hello", "ping", "task", "model_get", "result", "model_chunk", "cancel", "pong"])
+@pytest.mark.parametrize(
+    "t", ["hello", "ping", "task", "model_get", "result", "model_chunk", "cancel", "pong"]
+)
 @pytest.mark.parametrize("bad_id", [None, b"\x00" * 15, "0" * 16, 16])
 def test_messages_that_need_an_id_reject_a_missing_or_bad_one(t: str, bad_id: Any) -> None:
     base = next(m for m in VALID_MESSAGES.values() if m["t"] == t)
@@ -602,8 +620,12 @@ GOOD_T = {"dtype": "float32", "shape": [2, 3], "data": b"\x00" * 24}
         pytest.param({**GOOD_T, "data": None}, id="nil-data"),
         pytest.param(_without(GOOD_T, "data"), id="no-data"),
         pytest.param({"dtype": "uint8", "shape": [0, 2**63], "data": b""}, id="huge-dim-no-items"),
-        pytest.param({"dtype": "uint8", "shape": [0, 2**64 - 1], "data": b""}, id="u64-dim-no-items"),
-        pytest.param({"dtype": "int64", "shape": [0, 2**62, 2**62], "data": b""}, id="too-big-no-items"),
+        pytest.param(
+            {"dtype": "uint8", "shape": [0, 2**64 - 1], "data": b""}, id="u64-dim-no-items"
+        ),
+        pytest.param(
+            {"dtype": "int64", "shape": [0, 2**62, 2**62], "data": b""}, id="too-big-no-items"
+        ),
         pytest.param({"dtype": "uint8", "shape": [2**64 - 1], "data": b"\x00"}, id="u64-dim"),
     ],
 )
@@ -654,12 +676,16 @@ def test_digest_byte_layout_by_hand() -> None:
         "a": {"dtype": "uint8", "shape": [], "data": b"\x09"},
     }
     expected_input = (
-        b"\x01\x00\x00\x00" + b"a"
-        + b"\x05\x00\x00\x00" + b"uint8"
+        b"\x01\x00\x00\x00"
+        + b"a"
+        + b"\x05\x00\x00\x00"
+        + b"uint8"
         + b"\x00\x00\x00\x00"
         + b"\x09"
-        + b"\x01\x00\x00\x00" + b"b"
-        + b"\x04\x00\x00\x00" + b"int8"
+        + b"\x01\x00\x00\x00"
+        + b"b"
+        + b"\x04\x00\x00\x00"
+        + b"int8"
         + b"\x01\x00\x00\x00"
         + b"\x02\x00\x00\x00\x00\x00\x00\x00"
         + b"\x01\x02"
@@ -733,7 +759,9 @@ def test_digest_covers_names() -> None:
 )
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_digest_matches_reference_property(arrays: dict[str, np.ndarray]) -> None:
-    surrogate_free = {n: a for n, a in arrays.items() if not any(0xD800 <= ord(c) <= 0xDFFF for c in n)}
+    surrogate_free = {
+        n: a for n, a in arrays.items() if not any(0xD800 <= ord(c) <= 0xDFFF for c in n)
+    }
     wire = protocol.tensor_map(surrogate_free)
     assert protocol.digest_tensors(wire) == reference_digest(wire)
 
@@ -797,14 +825,14 @@ msgpack_values = st.recursive(
     | st.floats()
     | st.text(max_size=10)
     | st.binary(max_size=40),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 FIELD_NAMES = sorted(
-    {k for m in VALID_MESSAGES.values() for k in m}
-    | {"dtype", "shape", "data", "v", "t"}
+    {k for m in VALID_MESSAGES.values() for k in m} | {"dtype", "shape", "data", "v", "t"}
 )
 
 
@@ -883,10 +911,15 @@ def test_deeply_nested_values_are_protocol_errors(depth: int) -> None:
             kind=msgpack.packb("infer"),
             model=msgpack.packb("m"),
             timeout_ms=msgpack.packb(5),
-            inputs=b"\x81" + msgpack.packb("x") + b"\x83"
-            + msgpack.packb("dtype") + nested
-            + msgpack.packb("shape") + msgpack.packb([1])
-            + msgpack.packb("data") + msgpack.packb(b"\x00", use_bin_type=True),
+            inputs=b"\x81"
+            + msgpack.packb("x")
+            + b"\x83"
+            + msgpack.packb("dtype")
+            + nested
+            + msgpack.packb("shape")
+            + msgpack.packb([1])
+            + msgpack.packb("data")
+            + msgpack.packb(b"\x00", use_bin_type=True),
         ),
     ]
     for frame in frames:

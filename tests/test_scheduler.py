@@ -151,7 +151,8 @@ class Env:
 
     def done_events(self, task_id: str | None = None) -> list[TaskDone]:
         return [
-            e for e in self.events
+            e
+            for e in self.events
             if isinstance(e, TaskDone) and (task_id is None or e.task_id == task_id)
         ]
 
@@ -228,7 +229,10 @@ def test_candidates_must_hold_the_model_and_be_usable() -> None:
     no_caps = env.worker("client-only")
     no_caps.caps = []
 
-    assert {p.peer_id for p in env.scheduler.candidates("digits", None)} == {"has-it", "other-version"}
+    assert {p.peer_id for p in env.scheduler.candidates("digits", None)} == {
+        "has-it",
+        "other-version",
+    }
     assert [p.peer_id for p in env.scheduler.candidates("digits", SHA)] == ["has-it"]
     assert [p.peer_id for p in env.scheduler.candidates("digits", "cd" * 32)] == ["other-version"]
     assert [p.peer_id for p in env.scheduler.candidates("mnist", None)] == ["other-model"]
@@ -717,10 +721,22 @@ async def test_each_submit_has_exactly_one_outcome_under_mixed_failures() -> Non
 @pytest.mark.parametrize(
     "outputs",
     [
-        pytest.param({"label": np.array(3, dtype=np.int64), "probabilities": np.array(0.5, dtype=np.float32)}, id="0-d"),
+        pytest.param(
+            {
+                "label": np.array(3, dtype=np.int64),
+                "probabilities": np.array(0.5, dtype=np.float32),
+            },
+            id="0-d",
+        ),
         pytest.param({"label": np.array([np.nan], dtype=np.float32)}, id="nan-label"),
         pytest.param({"label": np.array([np.inf], dtype=np.float64)}, id="inf-label"),
-        pytest.param({"label": np.zeros((0,), dtype=np.int64), "probabilities": np.zeros((0, 10), dtype=np.float32)}, id="empty"),
+        pytest.param(
+            {
+                "label": np.zeros((0,), dtype=np.int64),
+                "probabilities": np.zeros((0, 10), dtype=np.float32),
+            },
+            id="empty",
+        ),
         pytest.param({"probabilities": np.array([True, False])}, id="bool-probs"),
         pytest.param({}, id="no-outputs"),
     ],
@@ -732,8 +748,13 @@ async def test_odd_outputs_never_break_submit(outputs: dict[str, np.ndarray]) ->
         wire = protocol.tensor_map(outputs)
         env.net.deliver(
             peer_id,
-            {"t": "result", "id": task["id"], "outputs": wire,
-             "digest": protocol.digest_tensors(wire), "took_us": 1},
+            {
+                "t": "result",
+                "id": task["id"],
+                "outputs": wire,
+                "digest": protocol.digest_tensors(wire),
+                "took_us": 1,
+            },
         )
 
     env.worker("odd", odd)

@@ -32,7 +32,9 @@ def registry() -> ModelRegistry:
 def make_worker(
     registry: ModelRegistry, capacity: int = 2, queue_limit: int = 8, max_input_bytes: int = 1 << 20
 ) -> Worker:
-    return Worker(registry, capacity=capacity, queue_limit=queue_limit, max_input_bytes=max_input_bytes)
+    return Worker(
+        registry, capacity=capacity, queue_limit=queue_limit, max_input_bytes=max_input_bytes
+    )
 
 
 @pytest.fixture
@@ -118,7 +120,10 @@ async def test_many_tasks_at_once_all_finish(worker: Worker) -> None:
     n = 40
     worker.queue_limit = n
     results = await asyncio.gather(
-        *(worker.execute(REQ, tid(i), "digits", None, {"input": X[i : i + 1]}, 5.0) for i in range(n))
+        *(
+            worker.execute(REQ, tid(i), "digits", None, {"input": X[i : i + 1]}, 5.0)
+            for i in range(n)
+        )
     )
     labels = np.array([out["label"][0] for out, _ in results])
     assert Y is not None
@@ -172,7 +177,9 @@ async def test_too_large(registry: ModelRegistry) -> None:
         await exact.execute(REQ, tid(1), "digits", None, ONE, 5.0)
         err = await expect("too_large", small.execute(REQ, tid(2), "digits", None, ONE, 5.0))
         assert str(nbytes - 1) in err.message
-        await expect("too_large", small.execute(REQ, tid(3), "digits", None, {"input": X[:100]}, 5.0))
+        await expect(
+            "too_large", small.execute(REQ, tid(3), "digits", None, {"input": X[:100]}, 5.0)
+        )
     finally:
         exact.close()
         small.close()
@@ -300,4 +307,3 @@ async def test_changed_model_file_is_internal(tmp_path: Path) -> None:
         assert "sha256" in err.message
     finally:
         worker.close()
-

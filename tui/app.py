@@ -541,8 +541,13 @@ class P2PConsole(App[int]):
             try:
                 if self._journal_run is None:
                     self._journal_run = journal.start_run(record.model)
-                journal.add(self._journal_run, record.model, {"": sample},
-                            expected=record.expected, task_id=record.task_id)
+                journal.add(
+                    self._journal_run,
+                    record.model,
+                    {"": sample},
+                    expected=record.expected,
+                    task_id=record.task_id,
+                )
                 record.journaled = self._journal_run
             except Exception as exc:  # the journal is a safety net: never block the task
                 log.warning("task %s is not journaled: %s", record.task_id[:8], exc)
@@ -774,7 +779,10 @@ def run_console(
                 print(f"p2pai: error: cannot start local peers: {exc}")
                 return 1
         app = P2PConsole(
-            Node(config), log_level=log_level, local_peers=local_peers, handle_signals=True,
+            Node(config),
+            log_level=log_level,
+            local_peers=local_peers,
+            handle_signals=True,
             log_format=log_format,
         )
         # Everything imported so far lives as long as the process: keep it out of the

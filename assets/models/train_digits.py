@@ -58,8 +58,7 @@ LABEL_OUTPUT = "label"
 PROBA_OUTPUT = "probabilities"
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 DESCRIPTION = (
-    "MLP digit classifier (8x8 grayscale, pixel values 0-16) "
-    "trained on scikit-learn's load_digits"
+    "MLP digit classifier (8x8 grayscale, pixel values 0-16) trained on scikit-learn's load_digits"
 )
 
 
@@ -131,13 +130,9 @@ def check_signature(session: ort.InferenceSession) -> None:
     ], outputs
 
 
-def run_onnx(
-    session: ort.InferenceSession, x: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def run_onnx(session: ort.InferenceSession, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Run the ONNX model and return ``(labels, probabilities)``."""
-    labels, proba = session.run(
-        [LABEL_OUTPUT, PROBA_OUTPUT], {INPUT_NAME: x.astype(np.float32)}
-    )
+    labels, proba = session.run([LABEL_OUTPUT, PROBA_OUTPUT], {INPUT_NAME: x.astype(np.float32)})
     return np.asarray(labels), np.asarray(proba)
 
 
@@ -199,9 +194,7 @@ def main() -> None:
     print(f"sklearn accuracy:   {sk_accuracy:.4f}")
     print(f"onnx accuracy:      {accuracy:.4f} ({len(x_test)} held-out samples)")
     print(f"onnx/sklearn agree: {agreement:.4f}")
-    print(
-        f"wrote {ONNX_PATH.name}: {len(onnx_bytes)} bytes, sha256 {manifest['sha256']}"
-    )
+    print(f"wrote {ONNX_PATH.name}: {len(onnx_bytes)} bytes, sha256 {manifest['sha256']}")
     print(f"wrote {MANIFEST_PATH.name} and {SAMPLES_PATH.name}")
 
 

@@ -71,7 +71,20 @@ class Lan:
             ip("netns", "add", ns)
             self.namespaces.append(ns)
             outer, inner = f"v{i}b{self.tag}", f"v{i}h{self.tag}"
-            ip("link", "add", outer, "netns", self.bridge_ns, "type", "veth", "peer", "name", inner, "netns", ns)
+            ip(
+                "link",
+                "add",
+                outer,
+                "netns",
+                self.bridge_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                inner,
+                "netns",
+                ns,
+            )
             ip("link", "set", outer, "master", "br0", ns=self.bridge_ns)
             ip("link", "set", outer, "up", ns=self.bridge_ns)
             address = f"10.231.{self.subnet}.{i}"

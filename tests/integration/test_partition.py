@@ -57,7 +57,9 @@ def test_partitioned_peer_is_routed_around_then_returns(lan: Lan, tmp_path: Path
         for node in nodes:
             for other in nodes:
                 if other is not node:
-                    node.wait_for("peer_up", lambda e, o=other: e["peer_id"] == ids[o.name], timeout=20)
+                    node.wait_for(
+                        "peer_up", lambda e, o=other: e["peer_id"] == ids[o.name], timeout=20
+                    )
         h1, _h2, h3 = nodes
         cut = lan.hosts[2]
 
@@ -68,8 +70,9 @@ def test_partitioned_peer_is_routed_around_then_returns(lan: Lan, tmp_path: Path
             "--data-dir", str(tmp_path / "client"), "--wait-peers", "3", "--count", "3000",
             "--concurrency", "16", "--task-timeout", "1", "--timeout", "20",
         ]  # fmt: skip
-        submit = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=child_env())
+        submit = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env()
+        )
         h3.wait_for("task_served", timeout=30, count=50)
         lan.cut(cut)
         out, err = submit.communicate(timeout=120)
@@ -95,8 +98,11 @@ def test_partitioned_peer_is_routed_around_then_returns(lan: Lan, tmp_path: Path
 
         # And it works again: a task lands on it when pinned there via its only route.
         again = subprocess.run(
-            [*argv[:argv.index("--count")], "--count", "200", "--concurrency", "8"],
-            capture_output=True, text=True, timeout=120, env=child_env(),
+            [*argv[: argv.index("--count")], "--count", "200", "--concurrency", "8"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
         )
         assert again.returncode == 0, again.stderr[-2000:]
         assert json.loads(again.stdout.strip().splitlines()[-1])["ok"] == 200

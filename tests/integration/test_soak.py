@@ -35,8 +35,14 @@ async def test_soak_with_churn_loses_nothing(
 ) -> None:
     stable = [start_node("stable-1"), start_node("stable-2")]
     x, _ = load_samples()
-    config = Config(interfaces=("127.0.0.1",), network=network, data_dir=tmp_path / "client",
-                    name="soak-client", caps=(), task_timeout=1.0)
+    config = Config(
+        interfaces=("127.0.0.1",),
+        network=network,
+        data_dir=tmp_path / "client",
+        name="soak-client",
+        caps=(),
+        task_timeout=1.0,
+    )
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
     churn_log: list[str] = []
@@ -85,8 +91,10 @@ async def test_soak_with_churn_loses_nothing(
         duplicates = client.scheduler.duplicates if client.scheduler else 0
     for node in stable:
         assert node.alive(), node.describe()
-    print(f"\nsoak: {sent} tasks in {SOAK_S:.0f}s, churn: {', '.join(churn_log)}; "
-          f"late duplicate replies dropped: {duplicates}")
+    print(
+        f"\nsoak: {sent} tasks in {SOAK_S:.0f}s, churn: {', '.join(churn_log)}; "
+        f"late duplicate replies dropped: {duplicates}"
+    )
     assert len(churn_log) >= 2
     assert failures == []
     assert sum(outcomes.values()) == sent, "every task has an outcome"
