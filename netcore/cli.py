@@ -96,6 +96,42 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return reach_options(func)  # --config, --peer, --mdns, --metrics-*, --log-format
 
 
+def worker_wait_options(
+    task_timeout: float, task_timeout_help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--wait-peers, --timeout and --task-timeout, for commands that send tasks."""
+    options = [
+        click.option(
+            "--wait-peers",
+            type=click.IntRange(1, 10_000),
+            default=1,
+            show_default=True,
+            help="Workers to wait for before dispatching.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1, 3600),
+            default=10.0,
+            show_default=True,
+            help="Seconds to wait for --wait-peers workers.",
+        ),
+        click.option(
+            "--task-timeout",
+            type=click.FloatRange(0.01, 3600),
+            default=task_timeout,
+            show_default=True,
+            help=task_timeout_help,
+        ),
+    ]
+
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
 def make_config(
     interfaces: tuple[str, ...],
     port: int,
@@ -293,26 +329,9 @@ def percentile(values: list[float], q: float) -> float:
     show_default=True,
     help="Tasks in flight at once.",
 )
-@click.option(
-    "--wait-peers",
-    type=click.IntRange(1, 10_000),
-    default=1,
-    show_default=True,
-    help="Workers to wait for before dispatching.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 3600),
-    default=10.0,
-    show_default=True,
-    help="Seconds to wait for --wait-peers workers.",
-)
-@click.option(
-    "--task-timeout",
-    type=click.FloatRange(0.01, 3600),
-    default=5.0,
-    show_default=True,
-    help="Seconds one attempt of a task may take before it is retried elsewhere.",
+@worker_wait_options(
+    task_timeout=5.0,
+    task_timeout_help="Seconds one attempt of a task may take before it is retried elsewhere.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @click.option(

@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from .cli import CliError, cli, common_options, make_config, run_async, setup_logging
+from .cli import (
+    CliError,
+    cli,
+    common_options,
+    make_config,
+    run_async,
+    setup_logging,
+    worker_wait_options,
+)
 from .config import Config, default_data_dir
 from .model_store import add_model, read_labels, remove_models, stored_models
 from .models import ModelError, ModelSpec
@@ -216,26 +224,9 @@ def show(name: str, sha_prefix: str | None, as_json: bool, data_dir: Path | None
 @common_options
 @click.argument("model")
 @click.argument("raw_input", metavar="INPUT")
-@click.option(
-    "--wait-peers",
-    type=click.IntRange(1, 10_000),
-    default=1,
-    show_default=True,
-    help="Workers to wait for before dispatching.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, 3600),
-    default=10.0,
-    show_default=True,
-    help="Seconds to wait for workers.",
-)
-@click.option(
-    "--task-timeout",
-    type=click.FloatRange(0.01, 3600),
-    default=30.0,
-    show_default=True,
-    help="Seconds one attempt may take (a worker may first fetch the model).",
+@worker_wait_options(
+    task_timeout=30.0,
+    task_timeout_help="Seconds one attempt may take (a worker may first fetch the model).",
 )
 def infer(
     interfaces: tuple[str, ...],
