@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 from textual.widgets.data_table import RowKey
 
 from ..state import DONE, FAILED, QUEUED, RETRYING, RUNNING, TaskCounters, TaskRecord, format_ms
@@ -124,8 +124,8 @@ class TasksPane(Vertical):
             table.add_column(label, key=key, width=FIXED_WIDTHS.get(key))
 
     @property
-    def table(self) -> DataTable[Text | str]:
-        return self.query_one("#task-table", DataTable)
+    def table(self) -> LiveTable:
+        return self.query_one("#task-table", LiveTable)
 
     def sync(
         self,
@@ -137,10 +137,12 @@ class TasksPane(Vertical):
         table = self.table
         records = records[: self.max_rows]
         wanted = {r.task_id for r in records}
-        for key in [k for k in self._revs if k not in wanted]:
+        departed = [k for k in self._revs if k not in wanted]
+        for key in departed:
             del self._revs[key]
             self._cells.pop(key, None)
-            table.remove_row(key)
+        if departed:
+            table.remove_rows(departed)
         added = False
         for record in records:
             rev = self._revs.get(record.task_id)
