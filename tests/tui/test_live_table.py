@@ -22,7 +22,14 @@ async def test_remove_rows_keeps_the_others_in_order_and_addressable() -> None:
         table.move_cursor(row=9)
         table.remove_rows(["k0", "k3", "k4", "k9", "missing"])
         await pilot.pause()
-        assert [str(r.key.value) for r in table.ordered_rows] == ["k1", "k2", "k5", "k6", "k7", "k8"]
+        assert [str(r.key.value) for r in table.ordered_rows] == [
+            "k1",
+            "k2",
+            "k5",
+            "k6",
+            "k7",
+            "k8",
+        ]
         assert table.row_count == 6
         assert table.get_row("k5") == ["5"]
         assert table.get_row_index("k8") == 5
