@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import queue
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +33,8 @@ import zmq
 import zmq.asyncio
 
 from netcore import protocol
+from netcore.bench import NodeProc as BenchNodeProc
+from netcore.bench import free_port, pct
 from netcore.config import Config
 from netcore.models import LoadedModel, ModelRegistry, assets_dir, load_samples
 from netcore.node import Node
@@ -45,80 +42,13 @@ from netcore.node import Node
 HERE = Path(__file__).resolve().parent
 
 
-def pct(values: list[float], q: float) -> float:
-    return round(float(np.percentile(values, q)), 3) if values else float("nan")
-
-
-class NodeProc:
-    """A `p2pai node --json` child process whose events are read by a thread."""
+class NodeProc(BenchNodeProc):
+    """A `p2pai node` child process (netcore.bench); with events, ready when constructed."""
 
     def __init__(self, network: str, data_dir: Path, name: str, events: bool = True) -> None:
-        """With ``events=False`` the node runs without --json (as deployed headless), so that
-        reading its per-task event lines does not load this process during a timing run."""
-        self.name = name
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "netcore.cli",
-                "node",
-                *(["--json"] if events else []),
-                "--interface",
-                "127.0.0.1",
-                "--network",
-                network,
-                "--data-dir",
-                str(data_dir),
-                "--name",
-                name,
-                "--log-level",
-                "warning",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.history: list[dict[str, Any]] = []
+        super().__init__(network, data_dir, name, events)
         if events:
-            threading.Thread(target=self._read, daemon=True).start()
-            self.ready = self.wait("ready")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.history.append(event)
-            self.events.put(event)
-
-    def wait(self, kind: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
-        """The first event of ``kind`` matching ``match`` (already seen or still to come)."""
-        deadline = time.monotonic() + timeout
-        checked = 0
-        while True:
-            while checked < len(self.history):
-                event = self.history[checked]
-                checked += 1
-                if event.get("event") == kind and all(event.get(k) == v for k, v in match.items()):
-                    return event
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{self.name}: no {kind} {match}")
-            with contextlib.suppress(queue.Empty):
-                self.events.get(timeout=min(remaining, 0.5))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            self.wait_ready(20.0)
 
 
 def bench_discovery(workdir: Path, rounds: int, running: int = 3) -> dict[str, Any]:
@@ -154,12 +84,6 @@ def bench_discovery(workdir: Path, rounds: int, running: int = 3) -> dict[str, A
         },
         "late_node_sees_all_ms": {"p50": pct(late_sees_all, 50), "p99": pct(late_sees_all, 99)},
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
