@@ -64,7 +64,7 @@ async def run_batches(
     The summary counts tasks (``tasks``, ``ok``, ``failed``) and samples (``samples``,
     ``samples_ok``); ``accuracy`` is over samples.
     """
-    from .cli import percentile
+    from .tally import percentile
 
     batch = max(1, batch)
     n_tasks = -(-total // batch)

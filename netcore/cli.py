@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from .config_file import config_extras, current_log_format, group_config_option,
 from .events import Event
 from .logs import configure as configure_logging
 from .models import ModelError, load_samples
+from .tally import Tally
 
 log = logging.getLogger("p2pai")
 
@@ -291,12 +291,6 @@ def node(
 
 
 # --- submit --------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    return float(np.percentile(np.asarray(values), q))
 
 
 @cli.command()
@@ -583,51 +577,25 @@ async def run_tasks(
     task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Dispatch ``total`` tasks (cycling over ``samples``) and summarise their outcomes."""
-    latencies: list[float] = []
-    workers: Counter[str] = Counter()
-    ok = failed = correct = judged = 0
+    tally = Tally()
     next_index = 0
-    errors: Counter[str] = Counter()
     options = task_options or {}
 
     async def lane() -> None:
-        nonlocal next_index, ok, failed, correct, judged
+        nonlocal next_index
         while next_index < total:
             index = next_index
             next_index += 1
             row = index % len(samples)
             outcome = await client.submit(model, samples[row : row + 1], **options)
             expected = int(labels[row]) if labels is not None else None
-            latencies.append(outcome.latency_s * 1000)
-            if outcome.ok:
-                ok += 1
-                workers[outcome.worker or "?"] += 1
-                if expected is not None and outcome.label is not None:
-                    judged += 1
-                    correct += int(outcome.label == expected)
-            else:
-                failed += 1
-                errors[outcome.error_code] += 1
+            tally.add(outcome, expected)
             if on_outcome is not None:
                 on_outcome(index, outcome, expected)
 
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(min(concurrency, total))))
-    elapsed = time.perf_counter() - started
-    return {
-        "tasks": total,
-        "samples": total,
-        "ok": ok,
-        "failed": failed,
-        "accuracy": round(correct / judged, 4) if judged else None,
-        "latency_ms": {
-            "p50": round(percentile(latencies, 50), 3),
-            "p99": round(percentile(latencies, 99), 3),
-        },
-        "throughput_tps": round(total / elapsed, 1) if elapsed > 0 else 0.0,
-        "workers": dict(workers),
-        "errors": dict(errors),
-    }
+    return tally.summary(total, time.perf_counter() - started)
 
 
 # --- peers ---------------------------------------------------------------------------------

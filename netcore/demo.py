@@ -125,8 +125,9 @@ async def _stop_all(nodes: list[DemoNode]) -> None:
 
 
 async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> int:
-    from .cli import CliError, percentile, run_tasks
+    from .cli import CliError, run_tasks
     from .node import Node
+    from .tally import percentile
 
     started = time.time()
     printer = Printer(as_json, started)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from .journal import Journal, JournaledSubmitter, JournalError, JournalTask, RunInfo
 from .models import ModelError, load_samples
+from .tally import Tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +63,7 @@ async def resume_runs(
     on_outcome: Callable[[int, Any, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Run every pending task of ``runs`` under its journaled id; summarise like ``submit``."""
-    from .cli import percentile
-
-    latencies: list[float] = []
-    workers: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    ok = failed = correct = judged = 0
+    tally = Tally()
     work: list[tuple[JournaledSubmitter, JournalTask | PlannedTask]] = []
     for run in runs:
         journal.claim(run.run_id)
@@ -78,23 +73,13 @@ async def resume_runs(
     queue = list(reversed(work))
 
     async def lane() -> None:
-        nonlocal ok, failed, correct, judged
         while queue:
             journaled, entry = queue.pop()
             if isinstance(entry, PlannedTask):
                 outcome = await journaled.submit_at(journaled.model, entry.inputs, entry.expected)
             else:
                 outcome = await journaled.resume(entry)
-            latencies.append(outcome.latency_s * 1000)
-            if outcome.ok:
-                ok += 1
-                workers[outcome.worker or "?"] += 1
-                if entry.expected is not None and outcome.label is not None:
-                    judged += 1
-                    correct += int(outcome.label == entry.expected)
-            else:
-                failed += 1
-                errors[outcome.error_code] += 1
+            tally.add(outcome, entry.expected)
             if on_outcome is not None:
                 on_outcome(entry.seq, outcome, entry.expected)
 
@@ -103,18 +88,6 @@ async def resume_runs(
     elapsed = time.perf_counter() - started
     for run in runs:
         journal.end_run(run.run_id)
-    total = len(work)
-    return {
-        "tasks": total,
-        "ok": ok,
-        "failed": failed,
-        "accuracy": round(correct / judged, 4) if judged else None,
-        "latency_ms": {
-            "p50": round(percentile(latencies, 50), 3),
-            "p99": round(percentile(latencies, 99), 3),
-        },
-        "throughput_tps": round(total / elapsed, 1) if elapsed > 0 and total else 0.0,
-        "workers": dict(workers),
-        "errors": dict(errors),
-        "resumed_runs": [r.run_id for r in runs],
-    }
+    summary = tally.summary(len(work), elapsed)
+    summary["resumed_runs"] = [r.run_id for r in runs]
+    return summary
