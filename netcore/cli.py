@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import Config, default_data_dir, default_name
 from .config_file import config_extras, current_log_format, group_config_option, reach_options
-from .events import Event
+from .events import Event, event_kinds
 from .logs import configure as configure_logging
 from .models import ModelError, load_samples
 from .tally import Tally
@@ -272,7 +272,10 @@ def node(
         from .node import Node, NodeStartError
 
         node_ = Node(config)
-        events = node_.events()
+        # Only what is printed is queued: a pong's peer_updated would wake this loop for
+        # nothing once a second per peer.
+        printed = event_kinds() - {"peer_updated", "task_retry", "log"} if as_json else ()
+        events = node_.events(kinds=printed)
         try:
             await node_.start()
         except NodeStartError as exc:
@@ -281,8 +284,7 @@ def node(
             raise
         try:
             async for event in events:
-                if as_json and event.EVENT not in ("peer_updated", "task_retry", "log"):
-                    click.echo(event_line(event))
+                click.echo(event_line(event))
         finally:
             await asyncio.shield(node_.stop())
         return 0

@@ -137,3 +137,14 @@ class LogLine(Event):
     level: str
     message: str
     EVENT: ClassVar[str] = "log"
+
+
+def event_kinds() -> frozenset[str]:
+    """Every ``EVENT`` name a node publishes (for :meth:`Node.events` filters)."""
+    kinds: set[str] = set()
+    pending = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        kinds.add(cls.EVENT)
+        pending.extend(cls.__subclasses__())
+    return frozenset(kinds)

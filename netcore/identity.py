@@ -8,6 +8,7 @@ saying what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -41,8 +42,12 @@ class Identity:
         return self.public_key.decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_id_for(z85_public_key: bytes | str) -> str:
-    """First 20 hex chars of SHA-256 over the 32 raw public-key bytes (PROTOCOL.md §1)."""
+    """First 20 hex chars of SHA-256 over the 32 raw public-key bytes (PROTOCOL.md §1).
+
+    Memoised: keys come back with every hello, shared peer list and discovery update, and a
+    Z85 decode in Python plus a hash cost ~20 us each time."""
     key = z85_public_key.encode("ascii") if isinstance(z85_public_key, str) else z85_public_key
     raw = z85.decode(key)
     if len(raw) != 32:

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -63,8 +63,11 @@ class NodeStartError(Exception):
 class Subscription:
     """An async iterator over the node's events, registered when created (so none is missed)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, kinds: Collection[str] | None = None) -> None:
         self._node = node
+        self.kinds = None if kinds is None else frozenset(kinds)
+        """The ``EVENT`` names queued; None for all. Each queued event wakes the reader, so a
+        reader that drops ``peer_updated`` (one per pong) should not ask for it."""
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(EVENT_QUEUE)
         node._subscribers.append(self)
 
@@ -160,8 +163,9 @@ class Node:
     def endpoint(self) -> str:
         return self.endpoints[0] if self.endpoints else ""
 
-    def events(self) -> Subscription:
-        return Subscription(self)
+    def events(self, kinds: Collection[str] | None = None) -> Subscription:
+        """Subscribe to events (``kinds``: only these ``EVENT`` names; None for all)."""
+        return Subscription(self, kinds)
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -360,6 +364,8 @@ class Node:
         for observe in self.observers:
             observe(event)
         for sub in self._subscribers:
+            if sub.kinds is not None and event.EVENT not in sub.kinds:
+                continue
             try:
                 sub.queue.put_nowait(event)
             except asyncio.QueueFull:
@@ -390,6 +396,7 @@ class Node:
         peer, created = self.peers.upsert(
             found.peer_id, found.key, "mdns", name=found.name, caps=found.caps
         )
+        peer.in_mdns = True
         if created or not peer.endpoints:
             peer.endpoints = found.endpoints
         if (
@@ -593,6 +600,7 @@ class Node:
             models=old.models,
             capacity=old.capacity,
             accel=old.accel,
+            in_mdns=old.in_mdns,
         )
         log.info("peer %s (%s) is reachable again", peer_id, peer.name)
         return peer
@@ -948,7 +956,10 @@ class Node:
                     s.name: np.zeros([1 if d == -1 else d for d in (s.shape or ())], dtype=s.dtype)
                     for s in spec.inputs
                 }
-                for _ in range(3):  # first runs are slow: let the timing settle
+                # The first run is slow (lazy allocations): time only the ones after it.
+                await loop.run_in_executor(None, loaded.run, sample)
+                loaded.typical_run_s = None
+                for _ in range(5):
                     await loop.run_in_executor(None, loaded.run, sample)
             except Exception as exc:
                 log.warning("model %s cannot be loaded: %s", spec.name, exc)

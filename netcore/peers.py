@@ -39,6 +39,8 @@ class Peer:
     capacity: int = 1
     source: str = "mdns"
     """How we first learned of it: ``mdns``, ``hello`` or ``static``."""
+    in_mdns: bool = False
+    """Seen by mDNS at some point, whatever brought it first: sharing need not cover it."""
     state: PeerState = PeerState.ALIVE
     first_seen: float = 0.0
     last_seen: float = 0.0

@@ -44,6 +44,11 @@ FIELDS: tuple[str, ...] = (
 )
 
 
+UPTIME_JUDGE_S = 60.0
+"""Uptime accumulated before a score is recomputed for it (other evidence: at once or within
+a second)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Weights and thresholds; the defaults are documented in docs/trust.md."""
@@ -179,6 +184,8 @@ class Record:
     """``stored`` + ``pending``: every observation."""
     stale: bool = False
     """Good evidence came since :attr:`score` was computed (see :meth:`Reputation.refresh`)."""
+    unjudged_uptime_s: float = 0.0
+    """Uptime added since the score was computed; it goes stale past UPTIME_JUDGE_S."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +253,15 @@ class Reputation:
         seconds = max(0.0, seconds)
         record.pending.uptime_s += seconds
         record.stats.uptime_s += seconds
-        record.stale = True
+        # A second of uptime moves a score by ~1e-5: judging every peer each second for it
+        # was a good part of an idle node's CPU at 50 peers.
+        record.unjudged_uptime_s += seconds
+        if record.unjudged_uptime_s >= UPTIME_JUDGE_S:
+            record.stale = True
+
+    def has_pending_counts(self) -> bool:
+        """Any unsaved observation other than uptime (those are saved at once, see trust)."""
+        return any(any(r.pending.counts.values()) for r in self.records.values())
 
     def refresh(self) -> list[Change]:
         """Recompute the scores that good evidence made stale (the node does it each second)."""
@@ -260,6 +275,7 @@ class Reputation:
 
     def _judge(self, record: Record) -> Change | None:
         record.stale = False
+        record.unjudged_uptime_s = 0.0
         record.score, reason = verdict(record.stats, self.policy)
         if bool(reason) == bool(record.quarantined):
             record.quarantined = reason or ""  # keep the reason's numbers current

@@ -43,6 +43,10 @@ TICK_S = 1.0
 RETRY_MIN_S = 2.0
 RETRY_MAX_S = 30.0
 SHARE_INTERVAL_S = 5.0
+"""At most this often, peers that mDNS does not cover are greeted again, and only when the
+list we share changed since the last time (a new peer to tell them of)."""
+SHARE_REFRESH_S = 60.0
+"""...and at least this often, so their replies bring us the peers they learned."""
 MAX_SHARED_SENT = 64
 """Entries in one ``hello``'s ``peers`` list."""
 MAX_SHARED_TAKEN = 64
@@ -156,6 +160,8 @@ class PeerReach:
         """peer id -> when it was learned by sharing (until it greets us)."""
         self._cooldown: dict[str, float] = {}
         self._last_share = 0.0
+        self._last_shared: frozenset[str] = frozenset()
+        """Peer ids in the list of the last re-hello round."""
 
     # --- hello ---------------------------------------------------------------------------
 
@@ -252,8 +258,7 @@ class PeerReach:
             self._take_pending(now)
             self._expire_shared(now)
             if now - self._last_share >= SHARE_INTERVAL_S:
-                self._last_share = now
-                self._rehello()
+                self._maybe_rehello(now)
             await asyncio.sleep(TICK_S)
 
     async def _keep_static(self, state: _StaticState, now: float) -> None:
@@ -325,13 +330,32 @@ class PeerReach:
             if until < now:
                 del self._cooldown[shared_id]
 
+    def _maybe_rehello(self, now: float) -> None:
+        """Re-greet when our shared list changed, or SHARE_REFRESH_S passed.
+
+        Every hello carries up to MAX_SHARED_SENT peers: re-sending unchanged lists to every
+        peer each few seconds was most of an idle node's CPU in a mesh of 50."""
+        if not self.share:
+            return
+        shared = frozenset(entry["key"] for entry in self.shareable())
+        if shared == self._last_shared and now - self._last_share < SHARE_REFRESH_S:
+            return
+        self._last_shared = shared
+        self._last_share = now
+        self._rehello()
+
     def _rehello(self) -> None:
         """Greet again the peers mDNS does not cover, so their replies bring new peers."""
         node = self.node
         if not self.share or node._stopping or node.transport is None:
             return
         for peer in node.peers:
-            if peer.greeted and peer.source != "mdns" and peer.peer_id in node.transport.links:
+            if (
+                peer.greeted
+                and not peer.in_mdns
+                and peer.source != "mdns"
+                and peer.peer_id in node.transport.links
+            ):
                 self.counters.rehellos += 1
                 node._on_link(peer.peer_id, True)
 

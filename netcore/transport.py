@@ -75,11 +75,88 @@ class TrustPolicy:
 class _Link:
     peer_id: str
     endpoint: str
-    socket: zmq.asyncio.Socket
-    monitor: zmq.asyncio.Socket
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    sync: zmq.Socket[Any] | None = None
-    """A plain socket over the same handle, for non-blocking sends and drains (_send_now)."""
+    socket: zmq.Socket[Any]
+    monitor: zmq.Socket[Any]
+    pumps: list[_Pump] = field(default_factory=list)
+    """The socket's pump first, then the monitor's."""
+
+
+_POLLIN = int(zmq.POLLIN)
+_EVENTS = int(zmq.EVENTS)
+_DONTWAIT = int(zmq.DONTWAIT)
+
+
+class _Pump:
+    """Reads one ZeroMQ socket from the event loop's selector, without a future per message.
+
+    pyzmq's asyncio socket creates a future per receive, re-registers its descriptor with
+    epoll around each one and builds enum flags on the way: at idle and under load that was
+    most of the transport's cost. Here the socket's descriptor is registered once; when it
+    wakes, or when :meth:`kick` is called, queued messages are taken with non-blocking reads
+    while ``EVENTS`` says there are more (the descriptor is edge-triggered: it only says
+    "look", so every operation on the socket that may have consumed a wake-up is followed by
+    a look, see :meth:`Transport._send_now`). At most ``DRAIN_BATCH`` go in one pass; the next
+    pass is scheduled behind whatever else is ready, so one busy peer cannot starve the loop.
+    """
+
+    __slots__ = ("_scheduled", "closed", "copy", "fd", "handle", "loop", "sock")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: zmq.Socket[Any],
+        handle: Callable[[list[Any]], None],
+        copy: bool,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.handle = handle
+        self.copy = copy
+        self.fd = int(sock.getsockopt(zmq.FD))
+        self.closed = False
+        self._scheduled = False
+        loop.add_reader(self.fd, self.pump)
+        self.kick()  # messages may be queued already
+
+    def pump(self) -> None:
+        self._scheduled = False
+        sock = self.sock
+        for _ in range(DRAIN_BATCH):
+            if self.closed:
+                return
+            try:
+                if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                    return
+                frames = sock.recv_multipart(_DONTWAIT, copy=self.copy)
+            except zmq.ZMQError as exc:
+                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                    self.close()
+                return
+            try:
+                self.handle(frames)
+            except Exception:
+                log.exception("message handler failed")
+        self.kick()
+
+    def kick(self) -> None:
+        """Look at the socket again soon (after a send, or when a batch was cut short)."""
+        if not self._scheduled and not self.closed:
+            self._scheduled = True
+            self.loop.call_soon(self.pump)
+
+    def after_send(self) -> None:
+        """A send may have taken the descriptor's wake-up for a message that came meanwhile."""
+        try:
+            if int(self.sock.getsockopt(_EVENTS)) & _POLLIN:
+                self.kick()
+        except zmq.ZMQError:
+            pass
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_reader(self.fd)
 
 
 def _tune(sock: zmq.Socket[Any]) -> None:
@@ -104,12 +181,14 @@ class Transport:
         self.on_link = on_link
         self.policy = policy or TrustPolicy()
         self.ctx = zmq.asyncio.Context()
+        """For ZAP and helpers that await (netcore.clones); the hot sockets are plain ones
+        from :attr:`_plain`, the same ZeroMQ context, read by :class:`_Pump`."""
+        self._plain: zmq.Context[Any] = zmq.Context.shadow(self.ctx.underlying)
         self.auth: AsyncioAuthenticator | None = None
-        self.router: zmq.asyncio.Socket | None = None
-        self._router_sync: zmq.Socket[Any] | None = None
+        self.router: zmq.Socket[Any] | None = None
+        self._router_pump: _Pump | None = None
         self.endpoints: list[str] = []
         self.links: dict[str, _Link] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self.bytes_in = 0
         self.bytes_out = 0
         self.send_failures = 0
@@ -128,14 +207,13 @@ class Transport:
         self.auth = AsyncioAuthenticator(self.ctx, log=logging.getLogger("p2pai.zap"))
         self.auth.start()
         self.auth.configure_curve_callback(ZAP_DOMAIN.decode(), credentials_provider=self.policy)
-        router = self.ctx.socket(zmq.ROUTER)
+        router = self._plain.socket(zmq.ROUTER)
         _tune(router)
         router.setsockopt(zmq.CURVE_SERVER, 1)
         router.setsockopt(zmq.CURVE_PUBLICKEY, self.identity.public_key)
         router.setsockopt(zmq.CURVE_SECRETKEY, self.identity.secret_key)
         router.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
         self.router = router
-        self._router_sync = zmq.Socket.shadow(router.underlying)
         chosen = port
         try:
             for address in addresses:
@@ -156,20 +234,20 @@ class Transport:
                     f"address {address} is not on this machine; check --interface"
                 ) from None
             raise TransportError(f"cannot listen on {address}:{chosen}: {exc}") from None
-        self._spawn(self._router_loop(router))
+        self._router_pump = _Pump(
+            asyncio.get_running_loop(), router, self._on_router_frames, copy=False
+        )
         return list(self.endpoints)
 
     async def close(self) -> None:
         for peer_id in list(self.links):
             self.disconnect(peer_id)
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        if self._router_pump is not None:
+            self._router_pump.close()
+            self._router_pump = None
         if self.router is not None:
             self.router.close(linger=LINGER_MS)
-            self.router = self._router_sync = None
+            self.router = None
         if self.auth is not None:
             self.auth.stop()
             self.auth = None
@@ -177,38 +255,7 @@ class Transport:
             # Every socket was closed above; destroy() also covers ZAP's internal sockets.
             self.ctx.destroy(linger=0)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # --- inbound (ROUTER) --------------------------------------------------------------
-
-    async def _router_loop(self, router: zmq.asyncio.Socket) -> None:
-        sync = self._router_sync
-        assert sync is not None
-        while True:
-            try:
-                frames = await router.recv_multipart(copy=False)
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError as exc:
-                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                log.debug("router recv: %s", exc)
-                continue
-            self._on_router_frames(frames)
-            # Take what else is queued without a future each (the next await re-arms the
-            # edge-triggered descriptor, so nothing is missed).
-            for _ in range(DRAIN_BATCH):
-                if router.closed:
-                    return
-                try:
-                    frames = sync.recv_multipart(zmq.DONTWAIT, copy=False)
-                except zmq.ZMQError:
-                    break
-                self._on_router_frames(frames)
 
     def _on_router_frames(self, frames: list[zmq.Frame]) -> None:
         if len(frames) < 2:
@@ -220,21 +267,20 @@ class Transport:
         if not client_key:
             # No authenticated sender: the protocol says drop it.
             return
-        if any(len(f.buffer) > MAX_FRAME for f in frames[1:]):
-            return  # a safety net: with CURVE_OVERHEAD exact, ZeroMQ closed it already
-        self.bytes_in += sum(len(f.buffer) for f in frames[1:])
-        try:
-            self.on_inbound(frames[0].bytes, client_key, frames[1:])
-        except Exception:
-            log.exception("inbound handler failed")
+        size = 0
+        for frame in frames[1:]:
+            n = len(frame.buffer)
+            if n > MAX_FRAME:
+                return  # a safety net: with CURVE_OVERHEAD exact, ZeroMQ closed it already
+            size += n
+        self.bytes_in += size
+        self.on_inbound(frames[0].bytes, client_key, frames[1:])
 
     def reply(self, routing_id: bytes, frame: bytes) -> bool:
         """Send on the ROUTER to the connection ``routing_id``; never blocks."""
-        if self.router is None:
+        if self.router is None or self._router_pump is None:
             return False
-        return self._send_now(
-            self.router, [routing_id, frame], multipart=True, sync=self._router_sync
-        )
+        return self._send_now(self.router, self._router_pump, frame, routing_id)
 
     # --- outbound (one DEALER per peer) ------------------------------------------------
 
@@ -245,7 +291,7 @@ class Transport:
             if link.endpoint == endpoint:
                 return
             self.disconnect(peer_id)
-        sock = self.ctx.socket(zmq.DEALER)
+        sock = self._plain.socket(zmq.DEALER)
         _tune(sock)
         sock.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode("ascii"))
         sock.setsockopt(zmq.CURVE_PUBLICKEY, self.identity.public_key)
@@ -260,18 +306,23 @@ class Transport:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
         monitor = sock.get_monitor_socket(_LINK_EVENTS)
-        link = _Link(peer_id, endpoint, sock, monitor, sync=zmq.Socket.shadow(sock.underlying))
+        link = _Link(peer_id, endpoint, sock, monitor)
         self.links[peer_id] = link
         sock.connect(endpoint)
-        link.tasks.append(self._spawn(self._dealer_loop(link)))
-        link.tasks.append(self._spawn(self._monitor_loop(link)))
+        loop = asyncio.get_running_loop()
+        link.pumps.append(
+            _Pump(loop, sock, lambda frames: self._on_dealer_frames(link, frames), copy=True)
+        )
+        link.pumps.append(
+            _Pump(loop, monitor, lambda frames: self._on_monitor(link, frames), copy=True)
+        )
 
     def disconnect(self, peer_id: str) -> None:
         link = self.links.pop(peer_id, None)
         if link is None:
             return
-        for task in link.tasks:
-            task.cancel()
+        for pump in link.pumps:
+            pump.close()
         with contextlib.suppress(zmq.ZMQError):
             link.socket.disable_monitor()
         link.monitor.close(linger=0)
@@ -280,94 +331,41 @@ class Transport:
     def send(self, peer_id: str, frame: bytes) -> bool:
         """Send on the peer's DEALER; False when there is no link or its queue is full."""
         link = self.links.get(peer_id)
-        if link is None:
+        if link is None or not link.pumps:
             return False
-        return self._send_now(link.socket, frame, sync=link.sync)
+        return self._send_now(link.socket, link.pumps[0], frame)
 
     def _send_now(
-        self,
-        sock: zmq.asyncio.Socket,
-        data: Any,
-        multipart: bool = False,
-        sync: zmq.Socket[Any] | None = None,
+        self, sock: zmq.Socket[Any], pump: _Pump, frame: bytes, routing_id: bytes | None = None
     ) -> bool:
-        if sync is not None:
-            # The hot path: a DONTWAIT send on the plain socket, no future per message.
-            try:
-                if multipart:
-                    sync.send_multipart(data, zmq.DONTWAIT, copy=True)
-                else:
-                    sync.send(data, zmq.DONTWAIT, copy=True)
-            except zmq.ZMQError:
-                self.send_failures += 1  # a full queue (EAGAIN) or a closed socket
-                return False
-            # A send may consume the edge-triggered descriptor's wake-up for a message that
-            # arrived meanwhile; reading EVENTS through the asyncio socket lets its pending
-            # receive look again (what pyzmq's own send does).
-            sock.get(zmq.EVENTS)
-            self.bytes_out += len(data[-1] if multipart else data)
-            return True
-        # The asyncio socket tries a DONTWAIT send first and returns a finished future;
-        # it also re-arms its reader, so this is safe beside pending receives.
-        fut: asyncio.Future[Any]
-        if multipart:
-            fut = sock.send_multipart(data, flags=zmq.DONTWAIT, copy=True)  # type: ignore[assignment]
-        else:
-            fut = sock.send(data, flags=zmq.DONTWAIT, copy=True)  # type: ignore[assignment]
-        if fut.done() and fut.exception() is None:
-            self.bytes_out += len(data[-1] if multipart else data)
-            return True
-        if fut.done():
-            fut.exception()  # retrieved: nothing is logged for a full queue
-        self.send_failures += 1
-        return False
-
-    async def _dealer_loop(self, link: _Link) -> None:
-        sock = link.socket
-        sync = link.sync
-        while True:
-            try:
-                frames = await sock.recv_multipart(copy=True)
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError as exc:
-                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                continue
-            self._on_dealer_frames(link, frames)
-            # Drain what is queued already (see _router_loop); a handler may have closed
-            # the link (a bye), so check before each read of the shared handle.
-            for _ in range(DRAIN_BATCH if sync is not None else 0):
-                if sock.closed or self.links.get(link.peer_id) is not link:
-                    break
-                try:
-                    frames = sync.recv_multipart(zmq.DONTWAIT, copy=True)  # type: ignore[union-attr]
-                except zmq.ZMQError:
-                    break
-                self._on_dealer_frames(link, frames)
+        """A non-blocking send; False when the queue is full (EAGAIN) or the socket closed."""
+        try:
+            if routing_id is not None:
+                sock.send(routing_id, _DONTWAIT | zmq.SNDMORE)
+            sock.send(frame, _DONTWAIT)
+        except zmq.ZMQError:
+            self.send_failures += 1
+            return False
+        pump.after_send()
+        self.bytes_out += len(frame)
+        return True
 
     def _on_dealer_frames(self, link: _Link, frames: list[bytes]) -> None:
+        if self.links.get(link.peer_id) is not link:
+            return  # closed by a handler of an earlier message of this batch (a bye)
         self.bytes_in += sum(len(f) for f in frames)
         if len(frames) != 1:
             return  # the protocol sends exactly one frame
-        try:
-            self.on_reply(link.peer_id, frames[0])
-        except Exception:
-            log.exception("reply handler failed")
+        self.on_reply(link.peer_id, frames[0])
 
-    async def _monitor_loop(self, link: _Link) -> None:
-        while True:
-            try:
-                msg = await link.monitor.recv_multipart()
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError:
-                return
-            event = parse_monitor_message(msg)["event"]
-            log.debug("link %s event %s", link.peer_id, event)
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.on_link(link.peer_id, True)
-            elif event == zmq.EVENT_DISCONNECTED:
-                self.on_link(link.peer_id, False)
-            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self.on_refused is not None:
-                self.on_refused(link.peer_id)
+    def _on_monitor(self, link: _Link, frames: list[bytes]) -> None:
+        if self.links.get(link.peer_id) is not link:
+            return
+        event = parse_monitor_message(frames)["event"]
+        log.debug("link %s event %s", link.peer_id, event)
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.on_link(link.peer_id, True)
+        elif event == zmq.EVENT_DISCONNECTED:
+            self.on_link(link.peer_id, False)
+        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self.on_refused is not None:
+            self.on_refused(link.peer_id)

@@ -44,6 +44,11 @@ log = logging.getLogger("p2pai.trust")
 
 TICK_S = 1.0
 FLUSH_EVERY_S = 2.0
+"""Observations of tasks and votes are saved within this long."""
+UPTIME_FLUSH_S = 30.0
+"""Uptime alone is saved (and other processes' totals read back) this often: it changes for
+every peer every second, and a write plus a read of every row each 2 s cost more than
+anything else an idle node did."""
 MAX_TRACKED = 4096
 WARN_EVERY_S = 30.0
 
@@ -85,15 +90,15 @@ class ConnectionGuard:
     def __init__(self, max_tracked: int = MAX_TRACKED) -> None:
         self.max_tracked = max_tracked
         self._owners: OrderedDict[bytes, _Owner] = OrderedDict()
-        self._monitor: zmq.asyncio.Socket | None = None
+        self._monitor: zmq.Socket[Any] | None = None
         self._events: zmq.Socket[Any] | None = None
-        self._router: zmq.asyncio.Socket | None = None
+        self._router: zmq.Socket[Any] | None = None
         self.reused = 0
         """Frames on a routing id that another key owned (a takeover attempt, or a reuse)."""
         self.withheld = 0
         """Replies not sent because their connection is gone or now someone else's."""
 
-    def attach(self, router: zmq.asyncio.Socket) -> None:
+    def attach(self, router: zmq.Socket[Any]) -> None:
         try:
             self._monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         except zmq.ZMQError as exc:  # monitoring unavailable: ownership by frames only
@@ -291,7 +296,10 @@ class TrustManager:
             self._apply(change)
         if changed_on_disk(self.trust_list):
             self.reload_trust()
-        if now - self._last_flush >= FLUSH_EVERY_S:
+        since = now - self._last_flush
+        if since >= UPTIME_FLUSH_S or (
+            since >= FLUSH_EVERY_S and self.reputation.has_pending_counts()
+        ):
             self.flush()
         self.sync_peers()
 
