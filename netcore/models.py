@@ -307,6 +307,10 @@ class ModelRegistry:
             return next((v for v in versions if v.sha256 == sha256), None)
         return versions[-1] if versions else None
 
+    def loaded(self, spec: ModelSpec) -> LoadedModel | None:
+        """The session for ``spec`` if it is loaded already (never loads)."""
+        return self._loaded.get(spec.sha256)
+
     def load(self, spec: ModelSpec) -> LoadedModel:
         """The onnxruntime session for ``spec``, created once (may be called from threads)."""
         loaded = self._loaded.get(spec.sha256)

@@ -674,8 +674,9 @@ class Node:
                 },
             )
         elif t == "task":
-            self._unstarted[(peer_id, msg["id"])] = False
-            self._spawn(self._serve_task(rid, peer_id, msg))
+            if not self._serve_task_now(rid, peer_id, msg):
+                self._unstarted[(peer_id, msg["id"])] = False
+                self._spawn(self._serve_task(rid, peer_id, msg))
         elif t == "model_get":
             self._serve_model_chunk(rid, msg)
 
@@ -845,9 +846,28 @@ class Node:
 
     # --- serving -------------------------------------------------------------------------
 
+    def _serve_task_now(self, rid: bytes, requester: str, msg: dict[str, Any]) -> bool:
+        """Serve a quick task on this stack (Worker.run_now); False to spawn _serve_task."""
+        if msg["kind"] != "infer" or "infer" not in self.config.caps:
+            return False
+        try:
+            done = self.worker.run_now(
+                msg["model"], msg.get("sha256"), protocol.arrays_of(msg, "inputs")
+            )
+            if done is None:
+                return False
+            self._send_result(rid, requester, msg, *done)
+        except TaskError as exc:
+            self._send_task_error(rid, requester, msg, exc)
+        except ProtocolError as exc:
+            self._reply_error(rid, exc.code, exc.message, msg["id"])
+        except Exception as exc:  # never let one task take the node down
+            log.exception("task %s failed", msg["id"].hex()[:16])
+            self._reply(rid, protocol.error("internal", f"{type(exc).__name__}: {exc}", msg["id"]))
+        return True
+
     async def _serve_task(self, rid: bytes, requester: str, msg: dict[str, Any]) -> None:
         req_id: bytes = msg["id"]
-        task_hex = req_id.hex()[:16]
         try:
             if self._unstarted.pop((requester, req_id), False):
                 raise TaskError("cancelled", "cancelled by the requester")
@@ -855,50 +875,65 @@ class Node:
                 raise TaskError("unsupported", f"task kind {msg['kind'][:40]!r} is not supported")
             if "infer" not in self.config.caps:
                 raise TaskError("unsupported", "this node does not execute tasks")
-            inputs = protocol.decode_tensor_map(msg["inputs"])
+            inputs = protocol.arrays_of(msg, "inputs")
             outputs, took_us = await self.worker.execute(
                 requester, req_id, msg["model"], msg.get("sha256"), inputs, msg["timeout_ms"] / 1000
             )
-            wire = protocol.tensor_map(outputs)
-            self._reply(
-                rid,
-                {
-                    "t": "result",
-                    "id": req_id,
-                    "outputs": wire,
-                    "digest": protocol.digest_tensors(wire),
-                    "took_us": took_us,
-                },
-                to=requester,
-            )
-            self.counters["tasks_served"] += 1
-            self.publish(
-                TaskServed(
-                    task_id=task_hex,
-                    requester=requester,
-                    ok=True,
-                    took_us=took_us,
-                    model=msg["model"],
-                )
-            )
+            self._send_result(rid, requester, msg, outputs, took_us)
         except TaskError as exc:
-            self.counters["tasks_refused"] += 1
-            self._reply(rid, protocol.error(exc.code, exc.message, req_id), to=requester)
-            self.publish(
-                TaskServed(
-                    task_id=task_hex,
-                    requester=requester,
-                    ok=False,
-                    took_us=0,
-                    model=msg["model"],
-                    error=exc.code,
-                )
-            )
+            self._send_task_error(rid, requester, msg, exc)
         except ProtocolError as exc:
             self._reply_error(rid, exc.code, exc.message, req_id)
         except Exception as exc:  # never let one task take the node down
-            log.exception("task %s failed", task_hex)
+            log.exception("task %s failed", req_id.hex()[:16])
             self._reply(rid, protocol.error("internal", f"{type(exc).__name__}: {exc}", req_id))
+
+    def _send_result(
+        self,
+        rid: bytes,
+        requester: str,
+        msg: dict[str, Any],
+        outputs: dict[str, np.ndarray],
+        took_us: int,
+    ) -> None:
+        wire = protocol.tensor_map(outputs)
+        self._reply(
+            rid,
+            {
+                "t": "result",
+                "id": msg["id"],
+                "outputs": wire,
+                "digest": protocol.digest_tensors(wire),
+                "took_us": took_us,
+            },
+            to=requester,
+        )
+        self.counters["tasks_served"] += 1
+        self.publish(
+            TaskServed(
+                task_id=msg["id"].hex()[:16],
+                requester=requester,
+                ok=True,
+                took_us=took_us,
+                model=msg["model"],
+            )
+        )
+
+    def _send_task_error(
+        self, rid: bytes, requester: str, msg: dict[str, Any], exc: TaskError
+    ) -> None:
+        self.counters["tasks_refused"] += 1
+        self._reply(rid, protocol.error(exc.code, exc.message, msg["id"]), to=requester)
+        self.publish(
+            TaskServed(
+                task_id=msg["id"].hex()[:16],
+                requester=requester,
+                ok=False,
+                took_us=0,
+                model=msg["model"],
+                error=exc.code,
+            )
+        )
 
     def _serve_model_chunk(self, rid: bytes, msg: dict[str, Any]) -> None:
         req_id = msg["id"]

@@ -128,7 +128,7 @@ def _echo_id(msg: Mapping[Any, Any]) -> bytes | None:
     return None
 
 
-def decode(frame: bytes | memoryview) -> dict[str, Any]:
+def decode(frame: bytes | memoryview) -> Message:
     """Parse and validate one frame.
 
     Checks run in the protocol's order: a msgpack map with a str ``t`` (else ``bad_request``),
@@ -141,11 +141,23 @@ def decode(frame: bytes | memoryview) -> dict[str, Any]:
     return msg
 
 
-def decode_envelope(frame: bytes | memoryview) -> dict[str, Any]:
+class Message(dict[str, Any]):
+    """A received message: the map as sent, plus the arrays :func:`validate` decoded from its
+    tensors (so they are decoded once, see :func:`arrays_of`)."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self.arrays: dict[str, np.ndarray] | None = None
+
+
+def decode_envelope(frame: bytes | memoryview) -> Message:
     """Unpack a frame and check only the envelope (map, ``t``, ``v``)."""
-    msg = _unpack(frame)
-    if not isinstance(msg, dict):
+    raw = _unpack(frame)
+    if not isinstance(raw, dict):
         raise ProtocolError("bad_request", "a message must be a msgpack map")
+    msg = Message(raw)
     t = msg.get("t")
     if not isinstance(t, str):
         raise ProtocolError("bad_request", "message has no str field 't'", _echo_id(msg))
@@ -208,12 +220,23 @@ def _validate_model_entry(entry: Any, msg: Mapping[str, Any]) -> None:
             raise ProtocolError("bad_request", "model output spec must be a map with a name", rid)
 
 
-def _validate_tensor_map(msg: Mapping[str, Any], key: str) -> None:
+def _validate_tensor_map(msg: dict[str, Any], key: str) -> None:
     tensors = _need(msg, key, dict, "a map of tensors")
+    arrays: dict[str, np.ndarray] = {}
     for name, tensor in tensors.items():
         if not isinstance(name, str):
             raise ProtocolError("bad_request", f"tensor names in '{key}' must be str", msg["id"])
-        decode_tensor(tensor, name, msg["id"])
+        arrays[name] = decode_tensor(tensor, name, msg["id"])
+    if isinstance(msg, Message):
+        msg.arrays = arrays
+
+
+def arrays_of(msg: dict[str, Any], key: str) -> dict[str, np.ndarray]:
+    """The decoded tensors of a validated message's ``key`` (``inputs`` or ``outputs``):
+    the ones :func:`validate` decoded, or decoded now."""
+    if isinstance(msg, Message) and msg.arrays is not None:
+        return msg.arrays
+    return decode_tensor_map(msg[key])
 
 
 def validate(msg: dict[str, Any]) -> None:
@@ -338,23 +361,31 @@ def decode_tensor_map(tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
 # --- digest (PROTOCOL.md §4.2) ------------------------------------------------------------
 
 _u32 = struct.Struct("<I")
-_i64 = struct.Struct("<q")
 
 
 def digest_tensors(tensors: Mapping[str, Mapping[str, Any]]) -> bytes:
-    """SHA-256 over wire tensors sorted by name (see PROTOCOL.md §4.2)."""
+    """SHA-256 over wire tensors sorted by name (see PROTOCOL.md §4.2).
+
+    Names sort by their UTF-8 bytes, which is code point order: ``sorted`` on the str is the
+    same order. Each tensor's header goes to the hash in one piece, then its data."""
     h = hashlib.sha256()
-    for name in sorted(tensors, key=lambda n: n.encode("utf-8")):
+    for name in sorted(tensors):
         t = tensors[name]
         name_b = name.encode("utf-8")
         dtype_b = str(t["dtype"]).encode("utf-8")
-        h.update(_u32.pack(len(name_b)))
-        h.update(name_b)
-        h.update(_u32.pack(len(dtype_b)))
-        h.update(dtype_b)
-        h.update(_u32.pack(len(t["shape"])))
-        for dim in t["shape"]:
-            h.update(_i64.pack(dim))
+        shape = t["shape"]
+        h.update(
+            b"".join(
+                (
+                    _u32.pack(len(name_b)),
+                    name_b,
+                    _u32.pack(len(dtype_b)),
+                    dtype_b,
+                    _u32.pack(len(shape)),
+                    struct.pack(f"<{len(shape)}q", *shape),
+                )
+            )
+        )
         h.update(t["data"])
     return h.digest()
 

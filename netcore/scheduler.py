@@ -78,7 +78,7 @@ class TaskOutcome:
         if not self.ok or probs is None or not probs.size:
             return None
         first = probs.reshape(probs.shape[0], -1)[0] if probs.ndim else probs.reshape(-1)
-        return float(np.max(first)) if first.size else None
+        return float(first.max()) if first.size else None
 
 
 @dataclass(slots=True)
@@ -390,7 +390,7 @@ class Scheduler:
         if protocol.digest_tensors(wire_outputs) != reply["digest"]:
             return None
         try:
-            outputs = protocol.decode_tensor_map(wire_outputs)
+            outputs = protocol.arrays_of(reply, "outputs")  # decoded once, by validate
         except protocol.ProtocolError:
             return None
         label_output = next(

@@ -87,6 +87,8 @@ class LyingNode(Node):
             return outputs, took_us
 
         self.worker.execute = lying_execute  # type: ignore[method-assign]
+        # Every task takes execute's way (the quick synchronous path would be honest).
+        self.worker.run_now = lambda *_args: None  # type: ignore[method-assign]
 
     def _reply(self, rid: bytes, msg: Mapping[str, Any], to: str | None = None) -> None:
         if self.mode == "bad_digest" and msg.get("t") == "result":

@@ -15,7 +15,8 @@ from netcore.events import Event, NodeError, PeerQuarantine
 from netcore.identity import load_or_create, peer_id_for
 from netcore.keys import TrustError, TrustList, trust_path
 from netcore.peers import PeerTable
-from netcore.trust import ConnectionGuard, TrustManager
+from netcore.reputation import UPTIME_JUDGE_S, Reputation
+from netcore.trust import FLUSH_EVERY_S, UPTIME_FLUSH_S, ConnectionGuard, TrustManager
 
 
 def new_key() -> str:
@@ -146,11 +147,37 @@ async def test_uptime_and_scores_reach_the_peer_table(tmp_path: Path) -> None:
     h.clock.now += 1.0
     trust.tick()
     assert peer.score == pytest.approx(0.8, abs=0.01)
-    h.clock.now += 10.0  # flushes every 2 s
+    h.clock.now += 10.0
+    trust.tick()
+    assert trust.store.load_reputation() == []  # type: ignore[union-attr]  # uptime alone waits
+    h.clock.now += UPTIME_FLUSH_S
     trust.tick()
     row = trust.store.load_reputation()[0]  # type: ignore[union-attr]
-    assert row.uptime_s == pytest.approx(11.0) and row.peer_id == peer.peer_id
+    # (one tick counts at most 10 s of uptime: a suspended laptop was not up meanwhile)
+    assert row.uptime_s == pytest.approx(21.0) and row.peer_id == peer.peer_id
     await trust.close()
+
+
+async def test_a_task_observation_is_saved_within_the_short_flush(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    trust = h.open()
+    peer = h.worker(new_key())
+    trust.observe(peer, "ok")
+    h.clock.now += FLUSH_EVERY_S
+    trust.tick()
+    row = trust.store.load_reputation()[0]  # type: ignore[union-attr]
+    assert row.counts["tasks_ok"] == 1
+    await trust.close()
+
+
+def test_uptime_alone_rejudges_a_score_only_after_a_minute() -> None:
+    rep = Reputation()
+    rep.add_uptime("k", "p", "n", 1.0)
+    assert rep.refresh() == [] and not rep.records["k"].stale
+    rep.add_uptime("k", "p", "n", UPTIME_JUDGE_S)
+    assert rep.records["k"].stale
+    rep.refresh()
+    assert not rep.records["k"].stale and rep.records["k"].unjudged_uptime_s == 0
 
 
 async def test_a_hello_with_our_own_key_is_refused_and_reported(tmp_path: Path) -> None:

@@ -307,3 +307,70 @@ async def test_changed_model_file_is_internal(tmp_path: Path) -> None:
         assert "sha256" in err.message
     finally:
         worker.close()
+
+
+# --- the synchronous path for quick models (Worker.run_now) ---------------------------------
+
+
+def quick_registry() -> ModelRegistry:
+    """A registry whose digits model is loaded and timed as quick (as after warm-up)."""
+    reg = ModelRegistry([MODELS])
+    spec = reg.find("digits")
+    assert spec is not None
+    loaded = reg.load(spec)
+    loaded.run(ONE)
+    loaded.typical_run_s = None
+    for _ in range(3):
+        loaded.run(ONE)
+    assert loaded.is_quick()
+    return reg
+
+
+def test_run_now_runs_a_quick_loaded_model_on_the_spot() -> None:
+    w = make_worker(quick_registry())
+    done = w.run_now("digits", None, ONE)
+    assert done is not None
+    outputs, took_us = done
+    assert int(outputs["label"][0]) == int(Y[0]) and took_us >= 0
+    assert (w.served, w.inflight, w.failed) == (1, 0, 0)
+    w.close()
+
+
+def test_run_now_declines_what_execute_must_handle(registry: ModelRegistry) -> None:
+    fresh = ModelRegistry([MODELS])  # nothing loaded yet: loading is execute's job
+    assert make_worker(fresh).run_now("digits", None, ONE) is None
+    w = make_worker(quick_registry(), max_input_bytes=64)
+    assert w.run_now("mnist", None, ONE) is None  # unknown: execute fetches or refuses
+    assert w.run_now("digits", None, {"input": X[:2]}) is None  # over max_input_bytes: too_large
+    busy = make_worker(quick_registry(), capacity=1)
+    busy.inflight = 1
+    assert busy.run_now("digits", None, ONE) is None  # no free slot: queue behind the others
+    busy.inflight, busy.queued = 0, 1
+    assert busy.run_now("digits", None, ONE) is None  # someone waits: keep the order
+    slow = quick_registry()
+    spec = slow.find("digits")
+    assert spec is not None
+    model = slow.loaded(spec)
+    assert model is not None
+    model.typical_run_s = 1.0
+    assert make_worker(slow).run_now("digits", None, ONE) is None  # slow: a thread's job
+
+
+def test_run_now_refuses_inputs_that_do_not_fit() -> None:
+    w = make_worker(quick_registry())
+    with pytest.raises(TaskError) as err:
+        w.run_now("digits", None, {"input": np.zeros((1, 3), np.float32)})
+    assert err.value.code == "bad_input" and w.failed == 1 and w.inflight == 0
+
+
+def test_a_model_timed_slow_once_becomes_quick_again() -> None:
+    """The timing is a slowly rising minimum: one slow run (a thread waiting for the GIL)
+    cannot keep a quick model off the synchronous path."""
+    reg = quick_registry()
+    spec = reg.find("digits")
+    assert spec is not None
+    model = reg.loaded(spec)
+    assert model is not None
+    model.typical_run_s = 0.5  # as if one run had waited half a second
+    model.run(ONE)
+    assert model.is_quick()
