@@ -9,11 +9,20 @@ Sections (each a function returning plain JSON-able dicts; field names are stabl
   (``peer_up``) and when it sees them all;
 * ``round_trip``: digits, two processes, one task in flight: p2pai beside a bare pyzmq
   asyncio DEALER/ROUTER exchange running the same model (``benchmarks/raw_zmq_server.py``)
-  and beside a direct in-process onnxruntime call;
+  and beside a direct in-process onnxruntime call (run after, in this process);
 * ``throughput``: 100 in flight from one requester to 1, 2 and 4 workers, beside the raw
-  exchange to as many raw servers; ``batched``: samples/s in batches of 64;
+  exchange to as many raw servers; ``batched``: samples/s in batches of 64, 8 in flight;
 * ``console``: the Textual console on a real node: events handled per second under bursts
   and key latency while a stream runs.
+
+p2pai and the raw exchange are compared *interleaved*: both are started and warmed up
+(200 tasks per worker or server) and stay up together, and the measurement alternates
+between them, so both see the same machine conditions on a shared, noisy machine. The round
+trip alternates blocks of 100 sequential tasks (p2pai, raw, p2pai, ...) until each has run
+``tasks``; p50/p99 are over all of a side's tasks (its ``throughput_tps`` comes from
+interleaved floods of 100 in flight, run after, on the same two sessions). Throughput and batched alternate 4 floods
+(p2pai, then raw, each a quarter of the tasks); a side's rate is its total tasks over its
+total elapsed time. Each such entry carries ``"interleaved": true``.
 
 Every node binds to 127.0.0.1 and uses a network name unique to the run; every process
 started here is stopped by its pid, also on errors.
@@ -35,9 +44,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -292,6 +301,10 @@ async def bench_mesh(workdir: Path, n: int, rounds: int, idle_s: float) -> dict[
 
 
 # --- round trip and throughput ----------------------------------------------------------------
+#
+# Both systems run at the same time and are measured in alternating blocks (p2pai, raw, p2pai,
+# raw, ...), so machine noise (other load, frequency scaling) hits both alike and the ratio of
+# the two is meaningful on a shared machine.
 
 
 def _task_payload(x: np.ndarray, i: int, batch: int = 1) -> bytes:
@@ -306,137 +319,218 @@ def _task_payload(x: np.ndarray, i: int, batch: int = 1) -> bytes:
     }, use_bin_type=True)  # fmt: skip
 
 
-async def raw_exchange(
-    x: np.ndarray,
-    tasks: int,
-    inflight: int,
-    servers: int = 1,
-    batch: int = 1,
-    sequential: bool = True,
-) -> dict[str, Any]:
-    """The baseline: a bare pyzmq asyncio DEALER to ``servers`` raw ROUTERs running the model."""
+class Exchange(Protocol):
+    """One side of the comparison, up and warmed: see :func:`p2pai_session`, :func:`raw_session`."""
+
+    async def sequential(self, start_index: int, count: int) -> list[float]:
+        """Latencies (ms) of ``count`` tasks, one in flight."""
+        ...
+
+    async def flood(self, start_index: int, count: int, inflight: int) -> tuple[float, int]:
+        """Elapsed seconds and failed count of ``count`` tasks, ``inflight`` in flight."""
+        ...
+
+
+class RawSession:
+    """The baseline: a bare pyzmq asyncio DEALER connected to raw ROUTERs running the model."""
+
+    def __init__(self, dealer: Any, x: np.ndarray, batch: int, pids: list[int]) -> None:
+        self.dealer = dealer
+        self.x = x
+        self.batch = batch
+        self.pids = pids
+        """The raw server processes."""
+
+    async def sequential(self, start_index: int, count: int) -> list[float]:
+        latencies = []
+        for i in range(start_index, start_index + count):
+            t = time.perf_counter()
+            await self.dealer.send(_task_payload(self.x, i, self.batch))
+            await self.dealer.recv()
+            latencies.append((time.perf_counter() - t) * 1000)
+        return latencies
+
+    async def flood(self, start_index: int, count: int, inflight: int) -> tuple[float, int]:
+        """One DEALER with ``inflight`` requests outstanding (a reply frees a slot)."""
+        end = start_index + count
+        t = time.perf_counter()
+        sent = start_index
+        for _ in range(min(inflight, count)):
+            await self.dealer.send(_task_payload(self.x, sent, self.batch))
+            sent += 1
+        for _ in range(count):
+            await self.dealer.recv()
+            if sent < end:
+                await self.dealer.send(_task_payload(self.x, sent, self.batch))
+                sent += 1
+        return time.perf_counter() - t, 0  # the raw server has no failure reply
+
+
+@contextlib.asynccontextmanager
+async def raw_session(x: np.ndarray, servers: int = 1, batch: int = 1) -> AsyncIterator[RawSession]:
+    """``servers`` raw server processes (``benchmarks/raw_zmq_server.py``) and one DEALER to
+    them all, warmed with 200 tasks per server; on exit each server gets a ``stop`` message,
+    then is waited for by pid (SIGKILL after 3 s), also on errors."""
     import msgpack
     import zmq
     import zmq.asyncio
 
     if not RAW_SERVER.exists():
         raise RuntimeError(f"{RAW_SERVER} is missing: run the benchmark from a source checkout")
-    ports = [free_port() for _ in range(servers)]
-    procs = [subprocess.Popen([sys.executable, str(RAW_SERVER), str(port)], stdout=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, text=True) for port in ports]  # fmt: skip
+    procs: list[subprocess.Popen[str]] = []
     ctx = zmq.asyncio.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
-    out: dict[str, Any] = {}
+    connected = False
     try:
+        ports = [free_port() for _ in range(servers)]
+        for port in ports:
+            procs.append(subprocess.Popen([sys.executable, str(RAW_SERVER), str(port)],
+                                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                          text=True))  # fmt: skip
         for proc in procs:
             assert proc.stdout is not None
-            await asyncio.to_thread(proc.stdout.readline)
+            line = await asyncio.to_thread(proc.stdout.readline)
+            if line.strip() != "ready":
+                raise RuntimeError(f"raw server (pid {proc.pid}) did not start")
         for port in ports:
             dealer.connect(f"tcp://{LOOPBACK}:{port}")
+        connected = True
         await asyncio.sleep(0.1)
         for i in range(200 * servers):  # warm up (and spread over the servers)
             await dealer.send(_task_payload(x, i, batch))
             await dealer.recv()
-        if sequential:
-            latencies = []
-            for i in range(tasks):
-                t = time.perf_counter()
-                await dealer.send(_task_payload(x, i, batch))
-                await dealer.recv()
-                latencies.append((time.perf_counter() - t) * 1000)
-            out["latency_ms"] = summary(latencies)
-        t = time.perf_counter()
-        sent = 0
-        for _ in range(min(inflight, tasks)):
-            await dealer.send(_task_payload(x, sent, batch))
-            sent += 1
-        for _ in range(tasks):
-            await dealer.recv()
-            if sent < tasks:
-                await dealer.send(_task_payload(x, sent, batch))
-                sent += 1
-        elapsed = time.perf_counter() - t
-        out["throughput_tps"] = round(tasks / elapsed, 1)
-        out["samples_per_s"] = round(tasks * batch / elapsed, 1)
-        for _ in procs:
-            await dealer.send(msgpack.packb({"t": "stop"}))
-        await asyncio.sleep(0.05)
+        yield RawSession(dealer, x, batch, [proc.pid for proc in procs])
     finally:
+        if connected:  # one stop per server: the DEALER deals them out round robin
+            for _ in procs:
+                with contextlib.suppress(zmq.ZMQError, asyncio.TimeoutError):
+                    await asyncio.wait_for(dealer.send(msgpack.packb({"t": "stop"})), 1.0)
+            await asyncio.sleep(0.05)
         dealer.close(0)
         ctx.term()
         for proc in procs:
             try:
                 proc.wait(3)
             except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
-    return out
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
-async def p2pai_exchange(
-    workdir: Path,
-    x: np.ndarray,
-    tasks: int,
-    inflight: int,
-    workers: int = 1,
-    batch: int = 1,
-    sequential: bool = True,
-) -> dict[str, Any]:
-    """p2pai: ``workers`` worker processes and an in-process client Node (CURVE, validation,
+class P2paiSession:
+    """p2pai: an in-process client Node submitting to worker processes (CURVE, validation,
     scheduling, digest check included)."""
+
+    def __init__(self, client: Any, x: np.ndarray, batch: int, pids: list[int]) -> None:
+        self.client = client
+        self.x = x
+        self.batch = batch
+        self.pids = pids
+        """The worker processes."""
+
+    def rows(self, i: int) -> np.ndarray:
+        start = (i * self.batch) % (len(self.x) - self.batch + 1)
+        return self.x[start : start + self.batch]
+
+    async def sequential(self, start_index: int, count: int) -> list[float]:
+        latencies = []
+        for i in range(start_index, start_index + count):
+            t = time.perf_counter()
+            outcome = await self.client.submit("digits", self.rows(i))
+            latencies.append((time.perf_counter() - t) * 1000)
+            if not outcome.ok:
+                raise RuntimeError(f"task failed: {outcome.error}")
+        return latencies
+
+    async def flood(self, start_index: int, count: int, inflight: int) -> tuple[float, int]:
+        """``inflight`` lanes, each awaiting one ``submit`` after the other."""
+        end = start_index + count
+        next_i = start_index
+        failed = 0
+
+        async def lane() -> None:
+            nonlocal next_i, failed
+            while next_i < end:
+                i = next_i
+                next_i += 1
+                if not (await self.client.submit("digits", self.rows(i))).ok:
+                    failed += 1
+
+        t = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(inflight)))
+        return time.perf_counter() - t, failed
+
+
+@contextlib.asynccontextmanager
+async def p2pai_session(
+    workdir: Path, x: np.ndarray, workers: int = 1, batch: int = 1
+) -> AsyncIterator[P2paiSession]:
+    """``workers`` ``p2pai node`` processes and an in-process client Node on a network of
+    their own, warmed with 200 tasks per worker; every worker is stopped by its pid on exit,
+    also on errors."""
     from .config import Config
     from .node import Node
 
     network = unique_network(f"w{workers}")
-    procs = [
-        NodeProc(network, workdir / f"{network}-w{i}", f"w{i}", events=False)
-        for i in range(workers)
-    ]
-    out: dict[str, Any] = {}
+    procs: list[NodeProc] = []
     try:
+        for i in range(workers):
+            procs.append(NodeProc(network, workdir / f"{network}-w{i}", f"w{i}", events=False))
         config = Config(interfaces=(LOOPBACK,), network=network, data_dir=workdir / f"{network}-client",
                         name="bench-client", caps=())  # fmt: skip
         async with Node(config) as client:
             found = await client.wait_for_peers(workers, 60, model="digits")
             if len(found) < workers:
                 raise TimeoutError(f"only {len(found)} of {workers} workers came up")
-
-            def rows(i: int) -> np.ndarray:
-                start = (i * batch) % (len(x) - batch + 1)
-                return x[start : start + batch]
-
+            session = P2paiSession(client, x, batch, [p.pid for p in procs])
             for i in range(200 * workers):  # warm up every worker
-                await client.submit("digits", rows(i))
-            if sequential:
-                latencies = []
-                for i in range(tasks):
-                    t = time.perf_counter()
-                    outcome = await client.submit("digits", rows(i))
-                    latencies.append((time.perf_counter() - t) * 1000)
-                    if not outcome.ok:
-                        raise RuntimeError(f"task failed: {outcome.error}")
-                out["latency_ms"] = summary(latencies)
-            next_i = 0
-            failed = 0
-
-            async def lane() -> None:
-                nonlocal next_i, failed
-                while next_i < tasks:
-                    i = next_i
-                    next_i += 1
-                    if not (await client.submit("digits", rows(i))).ok:
-                        failed += 1
-
-            t = time.perf_counter()
-            await asyncio.gather(*(lane() for _ in range(inflight)))
-            elapsed = time.perf_counter() - t
-            out["throughput_tps"] = round(tasks / elapsed, 1)
-            out["samples_per_s"] = round(tasks * batch / elapsed, 1)
-            out["failed"] = failed
+                await client.submit("digits", session.rows(i))
+            yield session
     finally:
         await asyncio.to_thread(stop_all, procs)
-    return out
+
+
+async def interleaved_latencies(
+    mine: Exchange, raw: Exchange, tasks: int, block: int = 100
+) -> tuple[list[float], list[float]]:
+    """``tasks`` sequential tasks on each side, in alternating blocks of ``block``."""
+    lat_mine: list[float] = []
+    lat_raw: list[float] = []
+    done = 0
+    while done < tasks:
+        n = min(block, tasks - done)
+        lat_mine += await mine.sequential(done, n)
+        lat_raw += await raw.sequential(done, n)
+        done += n
+    return lat_mine, lat_raw
+
+
+async def interleaved_floods(
+    mine: Exchange, raw: Exchange, tasks: int, inflight: int, rounds: int = 4
+) -> tuple[tuple[float, int], tuple[float, int]]:
+    """``tasks`` tasks on each side as ``rounds`` alternating floods (p2pai, then raw);
+    per side the total elapsed seconds and failed count."""
+    elapsed = [0.0, 0.0]
+    failed = [0, 0]
+    done = 0
+    for r in range(rounds):
+        n = tasks // rounds + (1 if r < tasks % rounds else 0)
+        for k, side in enumerate((mine, raw)):
+            seconds, lost = await side.flood(done, n, inflight)
+            elapsed[k] += seconds
+            failed[k] += lost
+        done += n
+    return (elapsed[0], failed[0]), (elapsed[1], failed[1])
+
+
+def _rates(tasks: int, batch: int, elapsed: float) -> dict[str, float]:
+    return {
+        "throughput_tps": round(tasks / elapsed, 1),
+        "samples_per_s": round(tasks * batch / elapsed, 1),
+    }
 
 
 def direct_onnxruntime(x: np.ndarray, tasks: int, batch: int = 1) -> dict[str, Any]:
@@ -631,39 +725,59 @@ async def run(quick: bool, sections: set[str] | None = None) -> dict[str, Any]:
         if "mesh" in want:
             result["mesh"] = [await bench_mesh(workdir, n, rounds, idle_s) for n in ns]
         if "round_trip" in want:
-            log("round trip")
-            mine = await p2pai_exchange(workdir, x, tasks, 100)
-            raw = await raw_exchange(x, tasks, 100)
+            log("round trip (interleaved)")
+            async with p2pai_session(workdir, x) as mine_s, raw_session(x) as raw_s:
+                lat_mine, lat_raw = await interleaved_latencies(mine_s, raw_s, tasks)
+                (t_mine, failed), (t_raw, _) = await interleaved_floods(mine_s, raw_s, tasks, 100)
             direct = direct_onnxruntime(x, tasks)
+            mine: dict[str, Any] = {
+                "latency_ms": summary(lat_mine),
+                **_rates(tasks, 1, t_mine),
+                "failed": failed,
+            }
+            raw: dict[str, Any] = {"latency_ms": summary(lat_raw), **_rates(tasks, 1, t_raw)}
             p50, raw50 = mine["latency_ms"]["p50"], raw["latency_ms"]["p50"]
             result["round_trip"] = {
-                "tasks": tasks, "p2pai": mine, "raw_pyzmq": raw, "direct_onnxruntime": direct,
+                "tasks": tasks, "interleaved": True, "p2pai": mine, "raw_pyzmq": raw,
+                "direct_onnxruntime": direct,
                 "ratio_p50": round(p50 / raw50, 3) if p50 and raw50 else None,
             }  # fmt: skip
             log(f"round trip {result['round_trip']}")
         if "throughput" in want:
             rows = []
             for k in (1, 2, 4):
-                log(f"throughput, {k} worker(s)")
-                mine = await p2pai_exchange(workdir, x, tasks * 2, 100, workers=k, sequential=False)
-                raw = await raw_exchange(x, tasks * 2, 100, servers=k, sequential=False)
+                log(f"throughput, {k} worker(s) (interleaved)")
+                total = tasks * 2
+                async with (
+                    p2pai_session(workdir, x, workers=k) as mine_s,
+                    raw_session(x, servers=k) as raw_s,
+                ):
+                    (t_mine, failed), (t_raw, _) = await interleaved_floods(
+                        mine_s, raw_s, total, 100
+                    )
+                mine_tps, raw_tps = total / t_mine, total / t_raw
                 rows.append({
-                    "workers": k, "inflight": 100, "tasks": tasks * 2,
-                    "p2pai_tps": mine["throughput_tps"], "raw_pyzmq_tps": raw["throughput_tps"],
-                    "ratio": round(mine["throughput_tps"] / raw["throughput_tps"], 3),
-                    "failed": mine["failed"],
+                    "workers": k, "inflight": 100, "tasks": total, "interleaved": True,
+                    "p2pai_tps": round(mine_tps, 1), "raw_pyzmq_tps": round(raw_tps, 1),
+                    "ratio": round(mine_tps / raw_tps, 3), "failed": failed,
                 })  # fmt: skip
                 log(f"throughput {rows[-1]}")
             result["throughput"] = rows
         if "batched" in want:
-            log("batched")
+            log("batched (interleaved)")
             batch, count = 64, tasks // 5
-            mine = await p2pai_exchange(workdir, x, count, 8, batch=batch, sequential=False)
-            raw = await raw_exchange(x, count, 8, batch=batch, sequential=False)
+            async with (
+                p2pai_session(workdir, x, batch=batch) as mine_s,
+                raw_session(x, batch=batch) as raw_s,
+            ):
+                (t_mine, failed), (t_raw, _) = await interleaved_floods(mine_s, raw_s, count, 8)
+            if failed:
+                log(f"batched: {failed} p2pai task(s) failed")
             direct = direct_onnxruntime(x, count, batch=batch)
             result["batched"] = {
-                "batch": batch, "inflight": 8, "tasks": count,
-                "p2pai_samples_per_s": mine["samples_per_s"], "raw_pyzmq_samples_per_s": raw["samples_per_s"],
+                "batch": batch, "inflight": 8, "tasks": count, "interleaved": True,
+                "p2pai_samples_per_s": _rates(count, batch, t_mine)["samples_per_s"],
+                "raw_pyzmq_samples_per_s": _rates(count, batch, t_raw)["samples_per_s"],
                 "direct_samples_per_s": direct["samples_per_s"],
             }  # fmt: skip
             log(f"batched {result['batched']}")

@@ -50,6 +50,7 @@ from .worker import TaskError, Worker
 log = logging.getLogger("p2pai.node")
 
 TICK_S = 0.1
+WARM_UP_DELAY_S = 0.3
 MAX_CONNECTIONS_TRACKED = 4096
 EVENT_QUEUE = 10_000
 REJOIN_QUIET_S = 2.0
@@ -982,7 +983,12 @@ class Node:
         )
 
     async def _warm_up(self) -> None:
-        """Load every model off the loop, so the first task does not pay for the session."""
+        """Load every model off the loop, so the first task does not pay for the session.
+
+        It waits WARM_UP_DELAY_S first: loading holds the GIL in bursts, and the first
+        moments after the announcement are when every running node connects and greets us
+        (a task that comes meanwhile loads its model itself)."""
+        await asyncio.sleep(WARM_UP_DELAY_S)
         loop = asyncio.get_running_loop()
         for spec in self.registry.specs():
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import struct
 from collections.abc import Mapping
 from typing import Any, Final
@@ -85,9 +86,23 @@ class ProtocolError(Exception):
         self.req_id = req_id
 
 
+_ids = random.Random(os.urandom(32))
+"""Request ids only need to be unique per sender (replies come back on the authenticated
+connection they were sent on, and a ``cancel`` counts only from the task's requester), so a
+generator seeded from the OS serves: ``os.urandom`` is a system call per task."""
+
+
 def new_id() -> bytes:
     """A fresh 16-byte request id."""
-    return os.urandom(ID_LEN)
+    return _ids.getrandbits(128).to_bytes(ID_LEN, "little")
+
+
+def reseed_ids() -> None:
+    """After a fork, so parent and child do not make the same ids."""
+    _ids.seed(os.urandom(32))
+
+
+os.register_at_fork(after_in_child=reseed_ids)
 
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -371,23 +386,35 @@ def digest_tensors(tensors: Mapping[str, Mapping[str, Any]]) -> bytes:
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name]
-        name_b = name.encode("utf-8")
-        dtype_b = str(t["dtype"]).encode("utf-8")
-        shape = t["shape"]
-        h.update(
-            b"".join(
-                (
-                    _u32.pack(len(name_b)),
-                    name_b,
-                    _u32.pack(len(dtype_b)),
-                    dtype_b,
-                    _u32.pack(len(shape)),
-                    struct.pack(f"<{len(shape)}q", *shape),
-                )
-            )
-        )
+        h.update(_digest_header(name, str(t["dtype"]), tuple(t["shape"])))
         h.update(t["data"])
     return h.digest()
+
+
+_HEADERS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+"""A model's outputs have the same names, dtypes and (mostly) shapes task after task."""
+
+
+def _digest_header(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
+    key = (name, dtype, shape)
+    header = _HEADERS.get(key)
+    if header is None:
+        name_b = name.encode("utf-8")
+        dtype_b = dtype.encode("utf-8")
+        header = b"".join(
+            (
+                _u32.pack(len(name_b)),
+                name_b,
+                _u32.pack(len(dtype_b)),
+                dtype_b,
+                _u32.pack(len(shape)),
+                struct.pack(f"<{len(shape)}q", *shape),
+            )
+        )
+        if len(_HEADERS) >= 1024:  # bounded: peers choose names and shapes
+            _HEADERS.clear()
+        _HEADERS[key] = header
+    return header
 
 
 # --- message builders -------------------------------------------------------------------

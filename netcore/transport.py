@@ -21,13 +21,17 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from .identity import Identity
 from .protocol import MAX_FRAME
+from .pump import Pump
+from .zap import ZapHandler
 
 log = logging.getLogger("p2pai.transport")
+
+_DONTWAIT = int(zmq.DONTWAIT)
+_SNDMORE = int(zmq.SNDMORE)
 
 HWM = 10_000
 LINGER_MS = 100
@@ -37,9 +41,6 @@ them, so without this a frame of 16 MiB - 32 bytes already closed the connection
 ZAP_DOMAIN = b"p2pai"
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 4000
-DRAIN_BATCH = 64
-"""Messages a receive loop takes without awaiting once one arrived: under load this saves
-a future and a loop pass per message; the bound keeps other tasks running."""
 _LINK_EVENTS = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
@@ -77,87 +78,8 @@ class _Link:
     endpoint: str
     socket: zmq.Socket[Any]
     monitor: zmq.Socket[Any]
-    pumps: list[_Pump] = field(default_factory=list)
+    pumps: list[Pump] = field(default_factory=list)
     """The socket's pump first, then the monitor's."""
-
-
-_POLLIN = int(zmq.POLLIN)
-_EVENTS = int(zmq.EVENTS)
-_DONTWAIT = int(zmq.DONTWAIT)
-_SNDMORE = int(zmq.SNDMORE)
-
-
-class _Pump:
-    """Reads one ZeroMQ socket from the event loop's selector, without a future per message.
-
-    pyzmq's asyncio socket creates a future per receive, re-registers its descriptor with
-    epoll around each one and builds enum flags on the way: at idle and under load that was
-    most of the transport's cost. Here the socket's descriptor is registered once; when it
-    wakes, or when :meth:`kick` is called, queued messages are taken with non-blocking reads
-    while ``EVENTS`` says there are more (the descriptor is edge-triggered: it only says
-    "look", so every operation on the socket that may have consumed a wake-up is followed by
-    a look, see :meth:`Transport._send_now`). At most ``DRAIN_BATCH`` go in one pass; the next
-    pass is scheduled behind whatever else is ready, so one busy peer cannot starve the loop.
-    """
-
-    __slots__ = ("_scheduled", "closed", "copy", "fd", "handle", "loop", "sock")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sock: zmq.Socket[Any],
-        handle: Callable[[list[Any]], None],
-        copy: bool,
-    ) -> None:
-        self.loop = loop
-        self.sock = sock
-        self.handle = handle
-        self.copy = copy
-        self.fd = int(sock.getsockopt(zmq.FD))
-        self.closed = False
-        self._scheduled = False
-        loop.add_reader(self.fd, self.pump)
-        self.kick()  # messages may be queued already
-
-    def pump(self) -> None:
-        self._scheduled = False
-        sock = self.sock
-        for _ in range(DRAIN_BATCH):
-            if self.closed:
-                return
-            try:
-                if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
-                    return
-                frames = sock.recv_multipart(_DONTWAIT, copy=self.copy)
-            except zmq.ZMQError as exc:
-                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    self.close()
-                return
-            try:
-                self.handle(frames)
-            except Exception:
-                log.exception("message handler failed")
-        self.kick()
-
-    def kick(self) -> None:
-        """Look at the socket again soon (after a send, or when a batch was cut short)."""
-        if not self._scheduled and not self.closed:
-            self._scheduled = True
-            self.loop.call_soon(self.pump)
-
-    def after_send(self) -> None:
-        """A send may have taken the descriptor's wake-up for a message that came meanwhile."""
-        try:
-            if int(self.sock.getsockopt(_EVENTS)) & _POLLIN:
-                self.kick()
-        except zmq.ZMQError:
-            pass
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            with contextlib.suppress(ValueError, OSError):
-                self.loop.remove_reader(self.fd)
 
 
 def _tune(sock: zmq.Socket[Any]) -> None:
@@ -182,15 +104,15 @@ class Transport:
         self.on_link = on_link
         self.policy = policy or TrustPolicy()
         self.ctx = zmq.asyncio.Context()
-        """For ZAP and helpers that await (netcore.clones); the hot sockets are plain ones
-        from :attr:`_plain`, the same ZeroMQ context, read by :class:`_Pump`."""
+        """For helpers that await (netcore.clones); the node's own sockets are plain ones
+        from :attr:`_plain`, the same ZeroMQ context, read by :class:`Pump`."""
         self._plain: zmq.Context[Any] = zmq.Context.shadow(self.ctx.underlying)
-        self.auth: AsyncioAuthenticator | None = None
+        self.zap: ZapHandler | None = None
         self.router: zmq.Socket[Any] | None = None
-        self._router_pump: _Pump | None = None
+        self._router_pump: Pump | None = None
         self.endpoints: list[str] = []
         self.links: dict[str, _Link] = {}
-        self._outbox: list[tuple[zmq.Socket[Any], _Pump, bytes | None, bytes]] = []
+        self._outbox: list[tuple[zmq.Socket[Any], Pump, bytes | None, bytes]] = []
         """Messages sent during this pass of the event loop, written at its end (flush)."""
         self._flush_handle: asyncio.Handle | None = None
         self.bytes_in = 0
@@ -208,9 +130,11 @@ class Transport:
                 "no network interface to serve on (no IPv4 address is up); "
                 "use --interface 127.0.0.1 to run on this machine only"
             )
-        self.auth = AsyncioAuthenticator(self.ctx, log=logging.getLogger("p2pai.zap"))
-        self.auth.start()
-        self.auth.configure_curve_callback(ZAP_DOMAIN.decode(), credentials_provider=self.policy)
+        self.zap = ZapHandler(self._plain, ZAP_DOMAIN, self.policy.callback)
+        try:
+            self.zap.start(asyncio.get_running_loop())
+        except zmq.ZMQError as exc:  # one ZAP handler per context: ours is the only one
+            raise TransportError(f"cannot start the ZAP handler: {exc}") from None
         router = self._plain.socket(zmq.ROUTER)
         _tune(router)
         router.setsockopt(zmq.CURVE_SERVER, 1)
@@ -238,7 +162,7 @@ class Transport:
                     f"address {address} is not on this machine; check --interface"
                 ) from None
             raise TransportError(f"cannot listen on {address}:{chosen}: {exc}") from None
-        self._router_pump = _Pump(
+        self._router_pump = Pump(
             asyncio.get_running_loop(), router, self._on_router_frames, copy=False
         )
         return list(self.endpoints)
@@ -253,14 +177,20 @@ class Transport:
         if self.router is not None:
             self.router.close(linger=LINGER_MS)
             self.router = None
-        if self.auth is not None:
-            self.auth.stop()
-            self.auth = None
+        if self.zap is not None:
+            self.zap.close()
+            self.zap = None
         if not self.ctx.closed:
             # Every socket was closed above; destroy() also covers ZAP's internal sockets.
             self.ctx.destroy(linger=0)
 
     # --- inbound (ROUTER) --------------------------------------------------------------
+
+    def set_router_batch_hooks(self, begin: Callable[[], None], end: Callable[[], None]) -> None:
+        """Call ``begin`` before each batch of ROUTER messages is handled, ``end`` after."""
+        if self._router_pump is not None:
+            self._router_pump.begin = begin
+            self._router_pump.end = end
 
     def _on_router_frames(self, frames: list[zmq.Frame]) -> None:
         if len(frames) < 2:
@@ -316,10 +246,10 @@ class Transport:
         sock.connect(endpoint)
         loop = asyncio.get_running_loop()
         link.pumps.append(
-            _Pump(loop, sock, lambda frames: self._on_dealer_frames(link, frames), copy=True)
+            Pump(loop, sock, lambda frames: self._on_dealer_frames(link, frames), copy=True)
         )
         link.pumps.append(
-            _Pump(loop, monitor, lambda frames: self._on_monitor(link, frames), copy=True)
+            Pump(loop, monitor, lambda frames: self._on_monitor(link, frames), copy=True)
         )
 
     def disconnect(self, peer_id: str) -> None:
@@ -342,7 +272,7 @@ class Transport:
         return self._send_now(link.socket, link.pumps[0], frame)
 
     def _send_now(
-        self, sock: zmq.Socket[Any], pump: _Pump, frame: bytes, routing_id: bytes | None = None
+        self, sock: zmq.Socket[Any], pump: Pump, frame: bytes, routing_id: bytes | None = None
     ) -> bool:
         """Queue a message for the end of this loop pass (see :meth:`flush`); never blocks."""
         if pump.closed:
@@ -364,7 +294,7 @@ class Transport:
         """
         self._flush_handle = None
         outbox, self._outbox = self._outbox, []
-        touched: set[_Pump] = set()
+        touched: set[Pump] = set()
         for sock, pump, routing_id, frame in outbox:
             if pump.closed:
                 self.send_failures += 1

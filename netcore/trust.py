@@ -40,6 +40,9 @@ from .reputation import Change, Reputation, cost_factor
 from .store import ReputationDelta, Store, StoreError, db_path
 from .transport import TrustPolicy
 
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
 log = logging.getLogger("p2pai.trust")
 
 TICK_S = 1.0
@@ -97,6 +100,7 @@ class ConnectionGuard:
         """Frames on a routing id that another key owned (a takeover attempt, or a reuse)."""
         self.withheld = 0
         """Replies not sent because their connection is gone or now someone else's."""
+        self._in_batch = False
 
     def attach(self, router: zmq.Socket[Any]) -> None:
         try:
@@ -115,12 +119,30 @@ class ConnectionGuard:
             self._monitor.close(linger=0)
         self._monitor = self._events = self._router = None
 
+    def begin_batch(self) -> None:
+        """The transport starts reading a batch of ROUTER frames: read the monitor once for
+        all of them (what :meth:`seen` and :meth:`owner` do per call outside a batch).
+
+        Enough for the frames of the batch and the replies sent while it is handled: a
+        connection that closed did so, and its event was queued, before a new one could
+        reuse its descriptor, and that new one's handshake needs our ZAP handler, which
+        runs on this loop, in an earlier pass."""
+        self._drain()
+        self._in_batch = True
+
+    def end_batch(self) -> None:
+        self._in_batch = False
+
+    def _drain_unless_batch(self) -> None:
+        if not self._in_batch:
+            self._drain()
+
     def _drain(self) -> None:
         events = self._events
         if events is None:
             return
         try:
-            while int(events.get(zmq.EVENTS)) & zmq.POLLIN:
+            while int(events.getsockopt(_EVENTS)) & _POLLIN:
                 event = parse_monitor_message(events.recv_multipart(zmq.NOBLOCK))
                 if event["event"] == zmq.EVENT_DISCONNECTED:
                     fd = event["value"]
@@ -132,7 +154,7 @@ class ConnectionGuard:
 
     def seen(self, rid: bytes, key: str, frame: Any) -> bool:
         """A frame from ``key`` on ``rid``; True when ``rid`` belonged to another key."""
-        self._drain()
+        self._drain_unless_batch()
         try:
             fd = int(frame.get(zmq.SRCFD))
         except (zmq.ZMQError, AttributeError, TypeError, ValueError):
@@ -150,14 +172,14 @@ class ConnectionGuard:
 
     def owner(self, rid: bytes) -> str | None:
         """The key whose connection ``rid`` is, while that connection is open."""
-        self._drain()
+        self._drain_unless_batch()
         found = self._owners.get(rid)
         return found.key if found is not None and found.live else None
 
     def note_hello(self, rid: bytes, key: str, endpoints: list[str]) -> list[str]:
         """Record a hello's endpoints; returns another live connection's endpoints when the
         same key advertises different ones there (two nodes with one identity)."""
-        self._drain()
+        self._drain_unless_batch()
         owner = self._owners.get(rid)
         if owner is not None and owner.key == key:
             owner.endpoints = tuple(endpoints)
@@ -264,6 +286,7 @@ class TrustManager:
         transport.on_refused = self._refused_by
         if transport.router is not None:
             self.guard.attach(transport.router)
+            transport.set_router_batch_hooks(self.guard.begin_batch, self.guard.end_batch)
         if self.clones is not None:
             self.clones.attach(transport.ctx, endpoints, hello)
 
