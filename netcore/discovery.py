@@ -105,8 +105,16 @@ class Discovery:
         self._pending: set[asyncio.Task[None]] = set()
         self._announcing: asyncio.Future[Any] | None = None
 
+    async def prepare(self) -> None:
+        """Open the mDNS sockets; done before the node binds, so that announcing once the
+        ROUTER's port is known costs only the announcement."""
+        if self.azc is None:
+            self.azc = AsyncZeroconf(interfaces=self.interfaces, ip_version=IPVersion.V4Only)
+            await self.azc.zeroconf.async_wait_for_start()
+
     async def start(self, addresses: list[str], port: int, advertise: bool = True) -> None:
-        self.azc = AsyncZeroconf(interfaces=self.interfaces, ip_version=IPVersion.V4Only)
+        await self.prepare()
+        assert self.azc is not None
         if advertise:
             await self._register(addresses, port)
         # Multicast (QM) questions: with several processes sharing port 5353 on one host,

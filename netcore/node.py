@@ -49,7 +49,7 @@ from .worker import TaskError, Worker
 
 log = logging.getLogger("p2pai.node")
 
-TICK_S = 0.1
+TICK_S = 0.25
 WARM_UP_DELAY_S = 0.3
 MAX_CONNECTIONS_TRACKED = 4096
 EVENT_QUEUE = 10_000
@@ -262,34 +262,6 @@ class Node:
         # With no worker holding a model we hold, send it to one that will fetch it from us.
         self.scheduler.local_model = self.registry.sha_of
         self.scheduler.gate, self.scheduler.observe = self.trust.gate, self.trust.observe
-        self.transport = Transport(
-            self.identity, self._on_inbound, self._on_reply, self._on_link, policy=self.trust.policy
-        )
-        try:
-            self.endpoints = await self.transport.start(self.addresses, cfg.port)
-        except TransportError as exc:
-            raise NodeStartError(str(exc)) from None
-        except zmq.ZMQError as exc:
-            await self.transport.close()
-            raise NodeStartError(f"cannot start the transport: {exc}") from None
-        if cfg.metrics_port is not None:
-            from .metrics import MetricsError, MetricsServer
-
-            try:
-                self.metrics = await MetricsServer(self).start(cfg.metrics_host, cfg.metrics_port)
-            except MetricsError as exc:
-                await self.transport.close()
-                raise NodeStartError(str(exc)) from None
-        port = int(self.endpoints[0].rsplit(":", 1)[1])
-        # Ready once the ROUTER serves: peers may connect from here on, even before mDNS.
-        self.publish(
-            NodeReady(
-                peer_id=self.identity.peer_id,
-                endpoint=self.endpoint,
-                key=self.identity.public_text,
-            )
-        )
-        self.trust.attach(self.transport, self.endpoints, self._hello, self._drop_peer)
         if cfg.mdns:
             self.discovery = Discovery(
                 self.identity,
@@ -302,17 +274,58 @@ class Node:
             )
             self.discovery.on_self = self.trust.on_mdns_self
             try:
+                await self.discovery.prepare()
+            except Exception as exc:
+                await self._close_discovery()
+                raise NodeStartError(
+                    f"mDNS discovery cannot start on {', '.join(self.addresses)}: {exc}"
+                ) from None
+        self.transport = Transport(
+            self.identity, self._on_inbound, self._on_reply, self._on_link, policy=self.trust.policy
+        )
+        try:
+            self.endpoints = await self.transport.start(self.addresses, cfg.port)
+        except TransportError as exc:
+            await self._close_discovery()
+            raise NodeStartError(str(exc)) from None
+        except zmq.ZMQError as exc:
+            await self.transport.close()
+            await self._close_discovery()
+            raise NodeStartError(f"cannot start the transport: {exc}") from None
+        if cfg.metrics_port is not None:
+            from .metrics import MetricsError, MetricsServer
+
+            try:
+                self.metrics = await MetricsServer(self).start(cfg.metrics_host, cfg.metrics_port)
+            except MetricsError as exc:
+                await self.transport.close()
+                await self._close_discovery()
+                raise NodeStartError(str(exc)) from None
+        port = int(self.endpoints[0].rsplit(":", 1)[1])
+        # Ready once the ROUTER serves: peers may connect from here on, even before mDNS.
+        self.publish(
+            NodeReady(
+                peer_id=self.identity.peer_id,
+                endpoint=self.endpoint,
+                key=self.identity.public_text,
+            )
+        )
+        self.trust.attach(self.transport, self.endpoints, self._hello, self._drop_peer)
+        if self.discovery is not None:
+            try:
                 await self.discovery.start(self.addresses, port, advertise=cfg.advertise)
             except Exception as exc:
                 if self.metrics is not None:
                     await self.metrics.close()
                 await self.transport.close()
+                await self._close_discovery()
                 raise NodeStartError(
                     f"mDNS discovery cannot start on {', '.join(self.addresses)}: {exc}"
                 ) from None
         self._started = True
         self.started_at = time.monotonic()
         self._spawn(self._tick_loop())
+        self._spawn(self._ping_loop())
         self._spawn(self.reach.run())
         self._spawn(self.trust.run())
         if cfg.caps:
@@ -324,6 +337,13 @@ class Node:
             ", ".join(self.endpoints),
             cfg.network,
         )
+
+    async def _close_discovery(self) -> None:
+        """A start that failed after mDNS was opened: close it (no goodbye was needed)."""
+        if self.discovery is not None:
+            with contextlib.suppress(Exception):
+                await self.discovery.stop()
+            self.discovery = None
 
     async def stop(self) -> None:
         """Leave gracefully: ``bye`` on every connection, mDNS goodbye, then close."""
@@ -517,19 +537,43 @@ class Node:
             self.publish(PeerDown(peer_id=peer.peer_id, reason="expired"))
         self._peers_changed()
 
-    async def _tick_loop(self) -> None:
-        assert self.transport is not None
+    async def _ping_loop(self) -> None:
+        """Pings on a shared beat (PROTOCOL.md §5: ping a peer not heard from for 1 s).
+
+        Beats fall every half ``ping_interval`` of wall-clock time. On whole beats a node
+        pings the silent peers whose id is above its own; on half beats, those below. The
+        two ends of a pair never look on the same beat, so one of them pings and the other
+        hears it and need not (one ping per pair and interval, as before), and the pings of
+        the whole swarm go out on the same instants: a node wakes a few times a second for
+        all of them instead of once per peer (each wake-up of an idle process costs ~0.1 ms
+        here). A peer silent for the interval (less a tenth, the slack of the beat) is
+        pinged on its next beat; if the end that pinged is gone, the other pings half an
+        interval later. Clocks need not agree: only the batching depends on them.
+        """
+        assert self.transport is not None and self.identity is not None
+        me = self.identity.peer_id
         while True:
-            await asyncio.sleep(TICK_S)
-            for change in self.peers.tick():
-                self._publish_transition(change)
-            for peer in self.peers.due_for_ping():
+            half = self.config.ping_interval / 2
+            await asyncio.sleep(half - time.time() % half + 0.001)
+            upper = round(time.time() / half) % 2 == 0  # whole beat: ping ids above ours
+            due = self.peers.due_for_ping(
+                only=lambda peer, upper=upper: (peer.peer_id > me) == upper,  # type: ignore[misc]
+                slack=half / 5,
+            )
+            for peer in due:
                 if peer.peer_id in self.transport.links:
                     self.counters["pings_sent"] += 1
                     self._send_request(
                         peer.peer_id,
                         {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()},
                     )
+
+    async def _tick_loop(self) -> None:
+        assert self.transport is not None
+        while True:
+            await asyncio.sleep(TICK_S)
+            for change in self.peers.tick():
+                self._publish_transition(change)
             probe, forgotten = self.recall.due()
             for peer_id in probe:
                 self._send_request(
@@ -732,6 +776,18 @@ class Node:
         self._reply(rid, self._hello(req_id or protocol.new_id()))
         if self._stopping:
             return
+        # The peer waits on this reply to count us as up: send it now, and learn from its
+        # hello (connect back, share peers) after the other hellos of this batch are answered
+        # (when a node joins, every running node greets it at once).
+        assert self.transport is not None
+        self.transport.flush()
+        asyncio.get_running_loop().call_soon(self._learn_from_hello, rid, client_key, peer_id, msg)
+
+    def _learn_from_hello(
+        self, rid: bytes, client_key: str, peer_id: str, msg: dict[str, Any]
+    ) -> None:
+        if self._stopping or self._greeted.get(rid) != client_key:
+            return  # it said bye (or we stopped) meanwhile
         self._departed.pop(peer_id, None)
         recalled = self.recall.recall(peer_id)  # back after a partition: same id, same row
         peer, _ = self.peers.upsert(

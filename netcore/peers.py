@@ -162,14 +162,20 @@ class PeerTable:
                 changes.append(Transition(peer, PeerState.EVASIVE))
         return changes
 
-    def due_for_ping(self) -> list[Peer]:
-        """Peers not heard from (nor pinged) for ``ping_interval``."""
+    def due_for_ping(
+        self, only: Callable[[Peer], bool] | None = None, slack: float = 0.0
+    ) -> list[Peer]:
+        """Peers not heard from (nor pinged) for ``ping_interval``, among those ``only``
+        accepts. ``slack`` shortens the interval a little, for callers that look on a beat:
+        a peer heard just after the last beat is due on this one, not on the next."""
         now = self.clock()
+        interval = self.ping_interval - slack
         due = []
         for peer in self._peers.values():
             if (
-                now - peer.last_seen >= self.ping_interval
-                and now - peer.last_ping >= self.ping_interval
+                now - peer.last_seen >= interval
+                and now - peer.last_ping >= interval
+                and (only is None or only(peer))
             ):
                 peer.last_ping = now
                 due.append(peer)

@@ -39,8 +39,12 @@ CURVE_OVERHEAD = 33
 """Bytes CURVE adds to each frame ("\\x07MESSAGE", nonce, flags, MAC); ZMQ_MAXMSGSIZE counts
 them, so without this a frame of 16 MiB - 32 bytes already closed the connection."""
 ZAP_DOMAIN = b"p2pai"
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 4000
+HEARTBEAT_IVL_MS = 3000
+HEARTBEAT_TIMEOUT_MS = 10000
+"""ZMTP heartbeats close a connection whose peer went silent (a partition, no RST), so ZeroMQ
+reconnects when the link heals; at the peer table's evasive and expired times (3 s, 10 s). In
+a mesh of 50 they were ~0.6% of a core per node at 1 s; attempts on a silent peer fail sooner
+by their own timers (netcore.health), so a slower heartbeat costs no task any time."""
 _LINK_EVENTS = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
@@ -115,6 +119,9 @@ class Transport:
         self._outbox: list[tuple[zmq.Socket[Any], Pump, bytes | None, bytes]] = []
         """Messages sent during this pass of the event loop, written at its end (flush)."""
         self._flush_handle: asyncio.Handle | None = None
+        self._pumping = False
+        """A pump is handling messages: what they send is flushed when its pass ends."""
+        self._router_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.send_failures = 0
@@ -165,6 +172,7 @@ class Transport:
         self._router_pump = Pump(
             asyncio.get_running_loop(), router, self._on_router_frames, copy=False
         )
+        self._router_pump.begin, self._router_pump.end = self._pass_begin, self._pass_end
         return list(self.endpoints)
 
     async def close(self) -> None:
@@ -188,9 +196,28 @@ class Transport:
 
     def set_router_batch_hooks(self, begin: Callable[[], None], end: Callable[[], None]) -> None:
         """Call ``begin`` before each batch of ROUTER messages is handled, ``end`` after."""
-        if self._router_pump is not None:
-            self._router_pump.begin = begin
-            self._router_pump.end = end
+        self._router_hooks = (begin, end)
+
+    def _pass_begin(self) -> None:
+        self._pumping = True
+        if self._router_hooks is not None:
+            self._router_hooks[0]()
+
+    def _pass_end(self) -> None:
+        """After a pass over one socket: its replies go out now, not one loop turn later."""
+        if self._router_hooks is not None:
+            self._router_hooks[1]()
+        self._pumping = False
+        if self._outbox:
+            self.flush()
+
+    def _dealer_pass_begin(self) -> None:
+        self._pumping = True
+
+    def _dealer_pass_end(self) -> None:
+        self._pumping = False
+        if self._outbox:
+            self.flush()
 
     def _on_router_frames(self, frames: list[zmq.Frame]) -> None:
         if len(frames) < 2:
@@ -245,9 +272,9 @@ class Transport:
         self.links[peer_id] = link
         sock.connect(endpoint)
         loop = asyncio.get_running_loop()
-        link.pumps.append(
-            Pump(loop, sock, lambda frames: self._on_dealer_frames(link, frames), copy=True)
-        )
+        pump = Pump(loop, sock, lambda frames: self._on_dealer_frames(link, frames), copy=True)
+        pump.begin, pump.end = self._dealer_pass_begin, self._dealer_pass_end
+        link.pumps.append(pump)
         link.pumps.append(
             Pump(loop, monitor, lambda frames: self._on_monitor(link, frames), copy=True)
         )
@@ -279,7 +306,7 @@ class Transport:
             self.send_failures += 1
             return False
         self._outbox.append((sock, pump, routing_id, frame))
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._pumping:
             self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
         return True
 
@@ -292,7 +319,9 @@ class Transport:
         loop has run what was ready. A full queue (EAGAIN at the high-water mark) loses the
         message, as a dropped frame would: the sender's attempt timer retries it.
         """
-        self._flush_handle = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         outbox, self._outbox = self._outbox, []
         touched: set[Pump] = set()
         for sock, pump, routing_id, frame in outbox:

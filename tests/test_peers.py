@@ -337,3 +337,14 @@ def test_peer_success_rate_and_endpoint() -> None:
     assert peer.success_rate == pytest.approx(0.75)
     peer.endpoints = ["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"]
     assert peer.endpoint == "tcp://10.0.0.1:1"
+
+
+def test_due_for_ping_on_a_beat_takes_only_its_side_and_a_little_slack(
+    table: PeerTable, clock: FakeClock
+) -> None:
+    low, high = add(table, "a" * 20), add(table, "f" * 20)
+    clock.advance(0.95)  # heard 0.95 s ago: due on a beat with 0.1 s of slack, not without
+    assert table.due_for_ping() == []
+    assert table.due_for_ping(only=lambda p: p.peer_id > "c" * 20, slack=0.1) == [high]
+    assert table.due_for_ping(only=lambda p: p.peer_id < "c" * 20, slack=0.1) == [low]
+    assert table.due_for_ping(slack=0.1) == []  # both pinged just now
