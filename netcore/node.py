@@ -116,6 +116,8 @@ class Node:
         """ROUTER connections (routing id) that sent a valid ``hello``, with their key."""
         self._wrong_net: set[bytes] = set()
         self._hello_ids: dict[bytes, str] = {}
+        self._greet_early: set[str] = set()
+        """Peers whose new DEALER has a hello queued from connect time (_connect)."""
         self._key_ids: dict[str, str] = {}
         self._departed: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,7 +283,11 @@ class Node:
                     f"mDNS discovery cannot start on {', '.join(self.addresses)}: {exc}"
                 ) from None
         self.transport = Transport(
-            self.identity, self._on_inbound, self._on_reply, self._on_link, policy=self.trust.policy
+            self.identity,
+            self._on_inbound,
+            self._on_reply,
+            self._on_link_event,
+            policy=self.trust.policy,
         )
         try:
             self.endpoints = await self.transport.start(self.addresses, cfg.port)
@@ -435,8 +441,11 @@ class Node:
         if self.transport is None or not peer.endpoints or not self.trust.may_dial(peer):
             return
         endpoint = self._pick_endpoint(peer.endpoints)
-        if endpoint:
-            self.transport.connect(peer.peer_id, peer.key, endpoint)
+        if endpoint and self.transport.connect(peer.peer_id, peer.key, endpoint):
+            # Greet at once: ZeroMQ holds the hello until the handshake completes and sends
+            # it from its I/O thread, a loop turn sooner than the handshake event would.
+            self._greet_early.add(peer.peer_id)
+            self._greet(peer.peer_id)
 
     def _pick_endpoint(self, endpoints: list[str]) -> str | None:
         """The first advertised endpoint on a subnet we serve on, else the first valid one."""
@@ -650,6 +659,21 @@ class Node:
         log.info("peer %s (%s) is reachable again", peer_id, peer.name)
         return peer
 
+    def _on_link_event(self, peer_id: str, up: bool) -> None:
+        """The transport's report: a DEALER's handshake succeeded (``up``) or it dropped."""
+        if peer_id in self._greet_early:
+            self._greet_early.discard(peer_id)
+            if up:
+                return  # the hello queued at connect time went out on this connection
+        self._on_link(peer_id, up)
+
+    def _greet(self, peer_id: str) -> None:
+        rid = protocol.new_id()
+        self._hello_ids[rid] = peer_id
+        if len(self._hello_ids) > MAX_CONNECTIONS_TRACKED:
+            self._hello_ids.pop(next(iter(self._hello_ids)))
+        self._send_request(peer_id, self._hello(rid))
+
     def _on_link(self, peer_id: str, up: bool) -> None:
         peer = self.peers.get(peer_id)
         if peer is None and up:
@@ -657,11 +681,7 @@ class Node:
         if peer is None:
             return
         if up:
-            rid = protocol.new_id()
-            self._hello_ids[rid] = peer_id
-            if len(self._hello_ids) > MAX_CONNECTIONS_TRACKED:
-                self._hello_ids.pop(next(iter(self._hello_ids)))
-            self._send_request(peer_id, self._hello(rid))
+            self._greet(peer_id)
         else:
             peer.greeted = False
             self._flapped(peer)

@@ -246,12 +246,15 @@ class Transport:
 
     # --- outbound (one DEALER per peer) ------------------------------------------------
 
-    def connect(self, peer_id: str, server_key: str, endpoint: str) -> None:
-        """Open (or re-point) the DEALER to a peer's ROUTER; ``on_link`` reports the handshake."""
+    def connect(self, peer_id: str, server_key: str, endpoint: str) -> bool:
+        """Open (or re-point) the DEALER to a peer's ROUTER; ``on_link`` reports the handshake.
+
+        True when a new DEALER was made: what is sent to it before its handshake completes
+        is queued by ZeroMQ and goes out as soon as it does."""
         link = self.links.get(peer_id)
         if link is not None:
             if link.endpoint == endpoint:
-                return
+                return False
             self.disconnect(peer_id)
         sock = self._plain.socket(zmq.DEALER)
         _tune(sock)
@@ -278,6 +281,7 @@ class Transport:
         link.pumps.append(
             Pump(loop, monitor, lambda frames: self._on_monitor(link, frames), copy=True)
         )
+        return True
 
     def disconnect(self, peer_id: str) -> None:
         link = self.links.pop(peer_id, None)
