@@ -55,13 +55,18 @@ def peer_id_for(z85_public_key: bytes | str) -> str:
     return hashlib.sha256(raw).hexdigest()[:20]
 
 
-@functools.lru_cache(maxsize=4096)
 def is_z85_key(text: str | bytes) -> bool:
-    """True for a 40-character Z85 string that decodes to 32 bytes (memoised, as
-    :func:`peer_id_for`: every hello's shared peer list is checked with it)."""
+    """True for a 40-character Z85 string that decodes to 32 bytes (memoised for 40-character
+    strings only, as :func:`peer_id_for`: every hello's shared peer list is checked with it,
+    and a peer must not be able to fill the memo with large strings)."""
+    return isinstance(text, (str, bytes)) and len(text) == 40 and _decodes_to_32(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decodes_to_32(text: str | bytes) -> bool:
     try:
         key = text.encode("ascii") if isinstance(text, str) else text
-        return len(key) == 40 and len(z85.decode(key)) == 32
+        return len(z85.decode(key)) == 32
     except Exception:
         return False
 

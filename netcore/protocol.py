@@ -411,9 +411,10 @@ def _digest_header(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
                 struct.pack(f"<{len(shape)}q", *shape),
             )
         )
-        if len(_HEADERS) >= 1024:  # bounded: peers choose names and shapes
-            _HEADERS.clear()
-        _HEADERS[key] = header
+        if len(header) <= 256:  # peers choose names and shapes: keep only small ones
+            if len(_HEADERS) >= 1024:
+                _HEADERS.clear()
+            _HEADERS[key] = header
     return header
 
 

@@ -285,3 +285,12 @@ def test_secret_file_that_is_a_directory(data_dir: Path) -> None:
     with pytest.raises(IdentityError) as info:
         load_or_create(data_dir)
     assert_one_line_naming(info.value, secret)
+
+
+def test_key_checks_are_memoised_only_for_key_sized_strings() -> None:
+    from netcore.identity import _decodes_to_32, is_z85_key
+
+    before = _decodes_to_32.cache_info().currsize
+    assert not is_z85_key("x" * 1_000_000)  # a peer's huge "key" never reaches the memo
+    assert not is_z85_key(None)  # type: ignore[arg-type]
+    assert _decodes_to_32.cache_info().currsize == before

@@ -934,3 +934,12 @@ def test_error_messages_stay_short_for_huge_values() -> None:
     err = _decode_error(protocol.encode(_with("task", inputs={"x": big_dtype})))
     assert err.code == "bad_request"
     assert len(err.message) < 1000
+
+
+def test_digest_headers_of_huge_names_are_not_kept() -> None:
+    from netcore import protocol
+
+    huge = {"n" * 100_000: protocol.encode_tensor(np.zeros(1, np.float32))}
+    before = len(protocol._HEADERS)
+    digest = protocol.digest_tensors(huge)
+    assert len(digest) == 32 and len(protocol._HEADERS) == before
