@@ -52,6 +52,7 @@ log = logging.getLogger("p2pai.node")
 
 TICK_S = 0.25
 WARM_UP_DELAY_S = 0.3
+CONNECT_BACK_DELAY_S = 0.05
 MAX_CONNECTIONS_TRACKED = 4096
 EVENT_QUEUE = 10_000
 REJOIN_QUIET_S = 2.0
@@ -157,6 +158,9 @@ class Node:
         self._wrong_net: set[bytes] = set()
         self._hello_ids: dict[bytes, str] = {}
         self._greet_early: set[str] = set()
+        self._connect_back: set[str] = set()
+        """Peers that greeted us, to dial back together (_connect_soon)."""
+        self._connect_back_handle: asyncio.TimerHandle | None = None
         """Peers whose new DEALER has a hello queued from connect time (_connect)."""
         self._key_ids: dict[str, str] = {}
         self._departed: dict[str, float] = {}
@@ -396,6 +400,9 @@ class Node:
         if not self._started or self._stopping:
             return
         self._stopping = True
+        if self._connect_back_handle is not None:
+            self._connect_back_handle.cancel()
+            self._connect_back_handle = None
         assert self.transport is not None
         bye = protocol.encode({"t": "bye"})
         for peer_id in list(self.transport.links):
@@ -849,12 +856,37 @@ class Node:
         )
         if msg["endpoints"]:
             peer.endpoints = list(msg["endpoints"])
-            self._connect(peer)
             if recalled is not None and self.transport and peer_id in self.transport.links:
                 self._on_link(peer_id, True)  # our kept link is up already: greet it
+            elif self.transport is None or peer_id not in self.transport.links:
+                self._connect_soon(peer_id)
         self._announce(peer)
         self.reach.learn(peer_id, msg)
         self._peers_changed()
+
+    def _connect_soon(self, peer_id: str) -> None:
+        """Dial back a peer that greeted us, CONNECT_BACK_DELAY_S from now, with the others
+        that greet us meanwhile.
+
+        When a node joins, every running node connects to it at once; answering their
+        handshakes and hellos first, and opening our own connections to them a moment later,
+        halves the work the join has to wait on (each pair's two CURVE handshakes share one
+        ZeroMQ I/O thread here). Until then we answer their requests but send none."""
+        self._connect_back.add(peer_id)
+        if self._connect_back_handle is None:
+            self._connect_back_handle = asyncio.get_running_loop().call_later(
+                CONNECT_BACK_DELAY_S, self._connect_back_now
+            )
+
+    def _connect_back_now(self) -> None:
+        self._connect_back_handle = None
+        pending, self._connect_back = self._connect_back, set()
+        if self._stopping:
+            return
+        for peer_id in pending:
+            peer = self.peers.get(peer_id)
+            if peer is not None:
+                self._connect(peer)
 
     def _on_reply(self, peer_id: str, frame: bytes) -> None:
         """A frame on our DEALER to ``peer_id`` (authenticated by CURVE: it is that peer)."""
