@@ -103,6 +103,8 @@ class Config:
                 raise ConfigError(f"--interface {iface}: only IPv4 is supported")
         if not 0 < self.evasive_after < self.expired_after:
             raise ConfigError("liveness: need 0 < evasive_after < expired_after")
+        if not self.ping_interval >= 0.05:  # also NaN
+            raise ConfigError("liveness: ping_interval must be at least 0.05 s")
         from .static_peers import check_reach_settings
 
         check_reach_settings(self)

@@ -140,6 +140,11 @@ def test_bad_liveness(tmp_path: Path, over: dict[str, object]) -> None:
     rejects(config(tmp_path, **over), "evasive_after")
 
 
+@pytest.mark.parametrize("interval", [0.0, -1.0, 0.01, float("nan")], ids=str)
+def test_ping_interval_must_be_at_least_50_ms(tmp_path: Path, interval: float) -> None:
+    rejects(config(tmp_path, ping_interval=interval), "ping_interval")
+
+
 @pytest.mark.parametrize("trust", ["everyone", "", "OPEN"])
 def test_unsupported_trust(tmp_path: Path, trust: str) -> None:
     rejects(config(tmp_path, trust=trust), "--trust")
