@@ -120,3 +120,77 @@ def test_an_unusable_journal_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "d" / "journal.db").write_bytes(b"garbage" * 200)
     with pytest.raises(JournalError, match="journal"):
         Journal(tmp_path / "d")
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+async def test_writes_of_one_loop_turn_share_one_commit() -> None:
+    import asyncio
+
+    from netcore.journal import GroupCommit
+
+    batches: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        batches.append(items)
+        return [i * 10 for i in items]
+
+    commit = GroupCommit(write)
+    results = await asyncio.gather(*(commit(i) for i in range(5)))
+    assert results == [0, 10, 20, 30, 40]
+    assert batches == [[0, 1, 2, 3, 4]]  # one transaction, in call order
+    assert await commit(7) == 70 and batches[-1] == [7]
+
+
+async def test_a_failed_commit_fails_every_writer_of_its_batch() -> None:
+    import asyncio
+
+    from netcore.journal import GroupCommit
+
+    def write(items: list[int]) -> list[int]:
+        raise JournalError("task journal: disk full")
+
+    commit = GroupCommit(write)
+    results = await asyncio.gather(commit(1), commit(2), return_exceptions=True)
+    assert all(isinstance(r, JournalError) for r in results)
+
+
+async def test_a_journaled_submit_commits_tasks_and_outcomes_in_groups(tmp_path: Path) -> None:
+    import asyncio
+
+    journal = Journal(tmp_path)
+    commits = 0
+    real = journal._write
+
+    def counting() -> Any:
+        nonlocal commits
+        commits += 1
+        return real()
+
+    journal._write = counting  # type: ignore[method-assign]
+
+    @dataclass
+    class Outcome:
+        ok: bool = True
+        worker: str = "w"
+        attempts: int = 1
+        latency_s: float = 0.001
+        label: int | None = 3
+        confidence: float | None = 0.9
+        error_code: str = ""
+        error: str = ""
+
+    class Inner:
+        async def submit(self, model: str, inputs: Any, **options: Any) -> Outcome:
+            await asyncio.sleep(0)
+            return Outcome()
+
+    submitter = JournaledSubmitter(Inner(), journal, "digits")
+    before = commits
+    x = np.zeros((1, 64), np.float32)
+    await asyncio.gather(*(submitter.submit("digits", x) for _ in range(20)))
+    assert commits - before == 2  # 20 tasks journaled in one commit, 20 outcomes in another
+    run = journal.runs()[0]
+    assert (run.total, run.done) == (20, 20)
+    journal.close()
