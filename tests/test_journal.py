@@ -170,23 +170,7 @@ async def test_a_journaled_submit_commits_tasks_and_outcomes_in_groups(tmp_path:
 
     journal._write = counting  # type: ignore[method-assign]
 
-    @dataclass
-    class Outcome:
-        ok: bool = True
-        worker: str = "w"
-        attempts: int = 1
-        latency_s: float = 0.001
-        label: int | None = 3
-        confidence: float | None = 0.9
-        error_code: str = ""
-        error: str = ""
-
-    class Inner:
-        async def submit(self, model: str, inputs: Any, **options: Any) -> Outcome:
-            await asyncio.sleep(0)
-            return Outcome()
-
-    submitter = JournaledSubmitter(Inner(), journal, "digits")
+    submitter = JournaledSubmitter(FakeInner(), journal, "digits")
     before = commits
     x = np.zeros((1, 64), np.float32)
     await asyncio.gather(*(submitter.submit("digits", x) for _ in range(20)))
