@@ -365,19 +365,17 @@ class GroupCommit(Generic[In, Out]):
     def __init__(self, write: Callable[[list[In]], list[Out]]) -> None:
         self.write = write
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
-        self._scheduled = False
+        """Writes waiting for the commit scheduled when the first of them came."""
 
     async def __call__(self, item: In) -> Out:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
-        self._pending.append((item, future))
-        if not self._scheduled:
-            self._scheduled = True
+        if not self._pending:
             loop.call_soon(self._commit)
+        self._pending.append((item, future))
         return await future
 
     def _commit(self) -> None:
-        self._scheduled = False
         batch, self._pending = self._pending, []
         try:
             results = self.write([item for item, _ in batch])

@@ -229,8 +229,10 @@ class LoadedModel:
         started = time.perf_counter()
         results = self.session.run(self.output_names, dict(inputs))
         took = time.perf_counter() - started
-        mean = self.typical_run_s
-        self.typical_run_s = took if mean is None or took < mean else min(took, mean * 1.05)
+        typical = self.typical_run_s
+        self.typical_run_s = (
+            took if typical is None or took < typical else min(took, typical * 1.05)
+        )
         if self._zipmaps:
             return {
                 name: zipmap_to_tensor(value) if name in self._zipmaps else np.asarray(value)

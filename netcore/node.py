@@ -158,10 +158,10 @@ class Node:
         self._wrong_net: set[bytes] = set()
         self._hello_ids: dict[bytes, str] = {}
         self._greet_early: set[str] = set()
+        """Peers whose new DEALER has a hello queued from connect time (_connect)."""
         self._connect_back: set[str] = set()
         """Peers that greeted us, to dial back together (_connect_soon)."""
         self._connect_back_handle: asyncio.TimerHandle | None = None
-        """Peers whose new DEALER has a hello queued from connect time (_connect)."""
         self._key_ids: dict[str, str] = {}
         self._departed: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -599,11 +599,11 @@ class Node:
             half = self.config.ping_interval / 2
             await asyncio.sleep(half - time.time() % half + 0.001)
             upper = round(time.time() / half) % 2 == 0  # whole beat: ping ids above ours
-            due = self.peers.due_for_ping(
-                only=lambda peer, upper=upper: (peer.peer_id > me) == upper,  # type: ignore[misc]
-                slack=half / 5,
-            )
-            for peer in due:
+
+            def on_this_beat(peer: Peer, upper: bool = upper) -> bool:
+                return (peer.peer_id > me) == upper
+
+            for peer in self.peers.due_for_ping(only=on_this_beat, slack=half / 5):
                 if peer.peer_id in self.transport.links:
                     self.counters["pings_sent"] += 1
                     self._send_request(
@@ -993,13 +993,8 @@ class Node:
             if done is None:
                 return False
             self._send_result(rid, requester, msg, *done)
-        except TaskError as exc:
-            self._send_task_error(rid, requester, msg, exc)
-        except ProtocolError as exc:
-            self._reply_error(rid, exc.code, exc.message, msg["id"])
-        except Exception as exc:  # never let one task take the node down
-            log.exception("task %s failed", msg["id"].hex()[:16])
-            self._reply(rid, protocol.error("internal", f"{type(exc).__name__}: {exc}", msg["id"]))
+        except Exception as exc:
+            self._task_failed(rid, requester, msg, exc)
         return True
 
     async def _serve_task(self, rid: bytes, requester: str, msg: dict[str, Any]) -> None:
@@ -1016,13 +1011,19 @@ class Node:
                 requester, req_id, msg["model"], msg.get("sha256"), inputs, msg["timeout_ms"] / 1000
             )
             self._send_result(rid, requester, msg, outputs, took_us)
-        except TaskError as exc:
+        except Exception as exc:
+            self._task_failed(rid, requester, msg, exc)
+
+    def _task_failed(self, rid: bytes, requester: str, msg: dict[str, Any], exc: Exception) -> None:
+        """Answer a task that raised (called from its ``except``): the task's own error, a
+        bad request, or ``internal`` (logged: one task never takes the node down)."""
+        if isinstance(exc, TaskError):
             self._send_task_error(rid, requester, msg, exc)
-        except ProtocolError as exc:
-            self._reply_error(rid, exc.code, exc.message, req_id)
-        except Exception as exc:  # never let one task take the node down
-            log.exception("task %s failed", req_id.hex()[:16])
-            self._reply(rid, protocol.error("internal", f"{type(exc).__name__}: {exc}", req_id))
+        elif isinstance(exc, ProtocolError):
+            self._reply_error(rid, exc.code, exc.message, msg["id"])
+        else:
+            log.exception("task %s failed", msg["id"].hex()[:16])
+            self._reply(rid, protocol.error("internal", f"{type(exc).__name__}: {exc}", msg["id"]))
 
     def _send_result(
         self,

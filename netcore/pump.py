@@ -21,6 +21,12 @@ _EVENTS = int(zmq.EVENTS)
 _DONTWAIT = int(zmq.DONTWAIT)
 
 
+def has_message(sock: zmq.Socket[Any]) -> bool:
+    """Whether a message waits on ``sock`` (``EVENTS``; reading it also settles the socket's
+    edge-triggered descriptor)."""
+    return bool(int(sock.getsockopt(_EVENTS)) & _POLLIN)
+
+
 class Pump:
     """Reads one ZeroMQ socket from the event loop's selector, without a future per message.
 
@@ -74,7 +80,7 @@ class Pump:
             if self.closed:
                 return False
             try:
-                if not int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                if not has_message(sock):
                     return False
                 frames = sock.recv_multipart(_DONTWAIT, copy=self.copy)
             except zmq.ZMQError as exc:
@@ -96,7 +102,7 @@ class Pump:
     def after_send(self) -> None:
         """A send may have taken the descriptor's wake-up for a message that came meanwhile."""
         try:
-            if int(self.sock.getsockopt(_EVENTS)) & _POLLIN:
+            if has_message(self.sock):
                 self.kick()
         except zmq.ZMQError:
             pass

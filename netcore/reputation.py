@@ -260,7 +260,8 @@ class Reputation:
             record.stale = True
 
     def has_pending_counts(self) -> bool:
-        """Any unsaved observation other than uptime (those are saved at once, see trust)."""
+        """Any unsaved observation other than uptime (uptime alone waits longer, see
+        netcore.trust's UPTIME_FLUSH_S)."""
         return any(any(r.pending.counts.values()) for r in self.records.values())
 
     def refresh(self) -> list[Change]:

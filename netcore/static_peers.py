@@ -350,12 +350,7 @@ class PeerReach:
         if not self.share or node._stopping or node.transport is None:
             return
         for peer in node.peers:
-            if (
-                peer.greeted
-                and not peer.in_mdns
-                and peer.source != "mdns"
-                and peer.peer_id in node.transport.links
-            ):
+            if peer.greeted and not peer.in_mdns and peer.peer_id in node.transport.links:
                 self.counters.rehellos += 1
                 node._on_link(peer.peer_id, True)
 

@@ -121,7 +121,6 @@ class Transport:
         self._flush_handle: asyncio.Handle | None = None
         self._pumping = False
         """A pump is handling messages: what they send is flushed when its pass ends."""
-        self._router_hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.send_failures = 0
@@ -196,25 +195,25 @@ class Transport:
 
     def set_router_batch_hooks(self, begin: Callable[[], None], end: Callable[[], None]) -> None:
         """Call ``begin`` before each batch of ROUTER messages is handled, ``end`` after."""
-        self._router_hooks = (begin, end)
+        pump = self._router_pump
+        if pump is None:
+            return
+
+        def router_begin() -> None:
+            self._pass_begin()
+            begin()
+
+        def router_end() -> None:
+            end()
+            self._pass_end()
+
+        pump.begin, pump.end = router_begin, router_end
 
     def _pass_begin(self) -> None:
         self._pumping = True
-        if self._router_hooks is not None:
-            self._router_hooks[0]()
 
     def _pass_end(self) -> None:
         """After a pass over one socket: its replies go out now, not one loop turn later."""
-        if self._router_hooks is not None:
-            self._router_hooks[1]()
-        self._pumping = False
-        if self._outbox:
-            self.flush()
-
-    def _dealer_pass_begin(self) -> None:
-        self._pumping = True
-
-    def _dealer_pass_end(self) -> None:
         self._pumping = False
         if self._outbox:
             self.flush()
@@ -276,7 +275,7 @@ class Transport:
         sock.connect(endpoint)
         loop = asyncio.get_running_loop()
         pump = Pump(loop, sock, lambda frames: self._on_dealer_frames(link, frames), copy=True)
-        pump.begin, pump.end = self._dealer_pass_begin, self._dealer_pass_end
+        pump.begin, pump.end = self._pass_begin, self._pass_end
         link.pumps.append(pump)
         link.pumps.append(
             Pump(loop, monitor, lambda frames: self._on_monitor(link, frames), copy=True)

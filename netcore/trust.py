@@ -36,12 +36,10 @@ from .events import Event, NodeError, PeerQuarantine
 from .identity import Identity, peer_id_for
 from .keys import TrustError, TrustList, base_dir_of, changed_on_disk, local_keys, trust_path
 from .peers import Peer, PeerState, PeerTable
+from .pump import has_message
 from .reputation import Change, Reputation, cost_factor
 from .store import ReputationDelta, Store, StoreError, db_path
 from .transport import TrustPolicy
-
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
 
 log = logging.getLogger("p2pai.trust")
 
@@ -142,7 +140,7 @@ class ConnectionGuard:
         if events is None:
             return
         try:
-            while int(events.getsockopt(_EVENTS)) & _POLLIN:
+            while has_message(events):
                 event = parse_monitor_message(events.recv_multipart(zmq.NOBLOCK))
                 if event["event"] == zmq.EVENT_DISCONNECTED:
                     fd = event["value"]

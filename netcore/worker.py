@@ -31,6 +31,13 @@ class TaskError(Exception):
         self.message = message
 
 
+def _inference_error(exc: Exception) -> TaskError:
+    """What a failed model run answers: ``internal``, with the model error's own words."""
+    if isinstance(exc, ModelError):
+        return TaskError("internal", str(exc))
+    return TaskError("internal", f"inference failed: {type(exc).__name__}: {exc}")
+
+
 @dataclass(slots=True)
 class _Ticket:
     cancelled: bool = False
@@ -102,7 +109,7 @@ class Worker:
             outputs = loaded.run(inputs)
         except Exception as exc:
             self.failed += 1
-            raise TaskError("internal", f"inference failed: {type(exc).__name__}: {exc}") from None
+            raise _inference_error(exc) from None
         finally:
             self.inflight -= 1
         self.served += 1
@@ -166,14 +173,10 @@ class Worker:
                     else:
                         loop = asyncio.get_running_loop()
                         outputs = await loop.run_in_executor(self._pool, loaded.run, inputs)
-                except ModelError as exc:
-                    raise TaskError("internal", str(exc)) from None
                 except TaskError:
                     raise
                 except Exception as exc:
-                    raise TaskError(
-                        "internal", f"inference failed: {type(exc).__name__}: {exc}"
-                    ) from None
+                    raise _inference_error(exc) from None
                 took_us = (time.perf_counter_ns() - started) // 1000
                 if ticket.cancelled:
                     raise TaskError("cancelled", "cancelled by the requester")

@@ -40,8 +40,6 @@ class ZapHandler:
         self.allow = allow
         self.socket: zmq.Socket[bytes] | None = None
         self.pump: Pump | None = None
-        self.allowed = 0
-        self.denied = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind the ZAP endpoint (before any CURVE server socket binds)."""
@@ -68,10 +66,6 @@ class ZapHandler:
         except Exception as exc:  # never leave the REP socket without its reply
             log.debug("ZAP request failed: %s", exc)
             code, text, user_id = b"500", b"Internal error", b""
-        if code == b"200":
-            self.allowed += 1
-        else:
-            self.denied += 1
         assert self.socket is not None
         self.socket.send_multipart([VERSION, request_id, code, text, user_id, b""])
 
