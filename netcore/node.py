@@ -858,8 +858,9 @@ class Node:
             peer.endpoints = list(msg["endpoints"])
             if recalled is not None and self.transport and peer_id in self.transport.links:
                 self._on_link(peer_id, True)  # our kept link is up already: greet it
-            elif self.transport is None or peer_id not in self.transport.links:
-                self._connect_soon(peer_id)
+            # Also when a link exists: the hello may name a new endpoint (a peer restarted
+            # on another port), and connect() re-points the DEALER there.
+            self._connect_soon(peer_id)
         self._announce(peer)
         self.reach.learn(peer_id, msg)
         self._peers_changed()
