@@ -4,6 +4,7 @@ A real :class:`netcore.node.Node` whose answers are falsified after honest infer
 
 * ``wrong_label``: the class label is shifted by one (probabilities rolled to match), with a
   digest that matches those false outputs, so only a vote or a spot check can catch it;
+* ``other_label``: the same, shifted by two (it never agrees with ``wrong_label``);
 * ``random``: random outputs of the right names, shapes and dtypes (digest consistent);
 * ``bad_digest``: true outputs, but a digest that does not match them (a corrupt result);
 * ``slow``: true outputs, sent ``delay`` seconds late (past the requester's timeout).
@@ -35,16 +36,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from netcore.config import Config
 from netcore.node import Node
 
-MODES = ("wrong_label", "random", "bad_digest", "slow")
+MODES = ("wrong_label", "other_label", "random", "bad_digest", "slow")
 
 
 def falsify(outputs: dict[str, np.ndarray], mode: str, rng: np.random.Generator) -> None:
-    """Change ``outputs`` in place as ``mode`` says (``wrong_label`` and ``random``)."""
-    if mode == "wrong_label":
+    """Change ``outputs`` in place as ``mode`` says (``wrong_label``, ``other_label`` and
+    ``random``)."""
+    if mode in ("wrong_label", "other_label"):
+        shift = 1 if mode == "wrong_label" else 2
         if "label" in outputs:
-            outputs["label"] = (outputs["label"] + 1) % 10
+            outputs["label"] = (outputs["label"] + shift) % 10
         if "probabilities" in outputs:
-            outputs["probabilities"] = np.roll(outputs["probabilities"], 1, axis=-1)
+            outputs["probabilities"] = np.roll(outputs["probabilities"], shift, axis=-1)
     elif mode == "random":
         for name, arr in list(outputs.items()):
             if np.issubdtype(arr.dtype, np.integer):
