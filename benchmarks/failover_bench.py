@@ -23,8 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from netcore.config import Config
-from netcore.models import load_samples
+from netcore.config.settings import Config
+from netcore.models.registry import load_samples
 from netcore.node import Node
 
 ATTEMPT_TIMEOUT = 1.0

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from netcore.config import Config
-from netcore.events import TaskDone, TaskServed
-from netcore.metrics import EventRecorder, MetricsServer
+from netcore.config.settings import Config
 from netcore.node import Node
+from netcore.observe.events import TaskDone, TaskServed
+from netcore.observe.metrics import EventRecorder, MetricsServer
 
 LOOPBACK = "127.0.0.1"
 

@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO / "tests"))  # onnx_bytes: ONNX files built without 
 
 from onnx_bytes import scale_model  # noqa: E402
 
-from netcore.batch import run_batches  # noqa: E402
-from netcore.config import Config  # noqa: E402
-from netcore.model_store import add_model  # noqa: E402
-from netcore.models import LoadedModel, assets_dir, load_manifest, load_samples  # noqa: E402
+from netcore.config.settings import Config  # noqa: E402
+from netcore.models.registry import LoadedModel, assets_dir, load_manifest, load_samples  # noqa: E402
+from netcore.models.store import add_model  # noqa: E402
 from netcore.node import Node  # noqa: E402
+from netcore.tasks.batch import run_batches  # noqa: E402
 
 
 class Worker:

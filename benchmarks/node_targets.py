@@ -32,18 +32,18 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from netcore import protocol
-from netcore.bench import NodeProc as BenchNodeProc
-from netcore.bench import free_port, pct
-from netcore.config import Config
-from netcore.models import LoadedModel, ModelRegistry, assets_dir, load_samples
+from netcore.bench.runner import NodeProc as BenchNodeProc
+from netcore.bench.runner import free_port, pct
+from netcore.config.settings import Config
+from netcore.models.registry import LoadedModel, ModelRegistry, assets_dir, load_samples
 from netcore.node import Node
+from netcore.wire import protocol
 
 HERE = Path(__file__).resolve().parent
 
 
 class NodeProc(BenchNodeProc):
-    """A `p2pai node` child process (netcore.bench); with events, ready when constructed."""
+    """A `p2pai node` child process (netcore.bench.runner); with events, ready when constructed."""
 
     def __init__(self, network: str, data_dir: Path, name: str, events: bool = True) -> None:
         super().__init__(network, data_dir, name, events)

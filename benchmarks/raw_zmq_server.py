@@ -15,7 +15,7 @@ import onnxruntime as ort
 import zmq
 import zmq.asyncio
 
-from netcore.models import assets_dir
+from netcore.models.registry import assets_dir
 
 
 async def serve(port: int) -> None:

@@ -7,7 +7,7 @@ number of tasks with the same number in flight, in every mode, in turn:
 * ``plain``: ``Node.submit``, one worker per task (the baseline);
 * ``plain_3x_inflight``: the same with three times as many tasks in flight, as many attempts
   in flight as redundancy 3 has: the stricter baseline (whichever plain mode is faster counts);
-* ``redundancy3_digest``: :class:`netcore.verify.Verifier`, 3 distinct workers, majority by digest;
+* ``redundancy3_digest``: :class:`netcore.tasks.verify.Verifier`, 3 distinct workers, majority by digest;
 * ``redundancy3_label``: the same, majority by class label;
 * ``spot_check_10pct``: one worker per task plus 10% known-answer tasks.
 
@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import zmq
 
-from netcore.config import Config
-from netcore.models import load_samples
+from netcore.config.settings import Config
+from netcore.models.registry import load_samples
 from netcore.node import Node
-from netcore.verify import SpotChecker, Verifier
+from netcore.tasks.verify import SpotChecker, Verifier
 
 LOOPBACK = "127.0.0.1"
 MODES = (

@@ -1,6 +1,6 @@
 """The node: composes identity, discovery, transport, peer table, worker and scheduler.
 
-Use it as ``async with Node(config) as node:``. It publishes :mod:`netcore.events` to every
+Use it as ``async with Node(config) as node:``. It publishes :mod:`netcore.observe.events` to every
 subscriber of :meth:`Node.events` and takes work through :meth:`Node.submit`. Everything
 runs on one asyncio loop; inference runs in the worker's threads.
 """
@@ -20,10 +20,18 @@ from typing import Any
 import numpy as np
 import zmq
 
-from . import protocol
-from .config import Config, ConfigError
-from .discovery import DiscoveredPeer, Discovery
-from .events import (
+from netcore.config.settings import Config, ConfigError
+from netcore.models.fetch import ModelFetcher
+from netcore.models.plugins import load_registry
+from netcore.models.providers import select as select_providers
+from netcore.models.registry import ModelSpec
+from netcore.net.discovery import DiscoveredPeer, Discovery
+from netcore.net.identity import Identity, IdentityError, load_or_create, peer_id_for
+from netcore.net.peers import Peer, PeerState, PeerTable, Transition
+from netcore.net.reach import PeerReach
+from netcore.net.recall import FlapDamper, Recall
+from netcore.net.transport import Transport, TransportError
+from netcore.observe.events import (
     Event,
     NodeError,
     NodeReady,
@@ -34,19 +42,11 @@ from .events import (
     PeerUpdated,
     TaskServed,
 )
-from .fetch import ModelFetcher
-from .identity import Identity, IdentityError, load_or_create, peer_id_for
-from .models import ModelSpec
-from .peers import Peer, PeerState, PeerTable, Transition
-from .plugins import load_registry
-from .protocol import ProtocolError
-from .providers import select as select_providers
-from .recall import FlapDamper, Recall
-from .scheduler import Scheduler, TaskOutcome
-from .static_peers import PeerReach
-from .transport import Transport, TransportError
-from .trust import TrustError, TrustManager
-from .worker import TaskError, Worker
+from netcore.tasks.scheduler import Scheduler, TaskOutcome
+from netcore.tasks.worker import TaskError, Worker
+from netcore.trust.manager import TrustError, TrustManager
+from netcore.wire import protocol
+from netcore.wire.protocol import ProtocolError
 
 log = logging.getLogger("p2pai.node")
 
@@ -189,15 +189,15 @@ class Node:
         self.observers: list[Callable[[Event], None]] = []
         """Called with each published event, synchronously (metrics); none by default."""
         self.metrics: Any = None
-        """The ``/metrics`` server (:mod:`netcore.metrics`) when ``metrics_port`` is set."""
+        """The ``/metrics`` server (:mod:`netcore.observe.metrics`) when ``metrics_port`` is set."""
         self.recall = Recall()
-        """Expired peers probed so that they return when their link heals (netcore.recall)."""
+        """Expired peers probed so that they return when their link heals (netcore.net.recall)."""
         self.damper = FlapDamper()
         self.peers.resting = self.damper.suppressed
         self.reach = PeerReach(self)
         self.trust = TrustManager(config, self.peers, self.publish)
-        """Trust policy, connection guard, clone detection, reputation (:mod:`netcore.trust`)."""
-        """Static peers and peer sharing (:mod:`netcore.static_peers`)."""
+        """Trust policy, connection guard, clone detection, reputation (:mod:`netcore.trust.manager`)."""
+        """Static peers and peer sharing (:mod:`netcore.net.reach`)."""
 
     # --- public API ----------------------------------------------------------------------
 
@@ -343,7 +343,7 @@ class Node:
             await self._close_discovery()
             raise NodeStartError(f"cannot start the transport: {exc}") from None
         if cfg.metrics_port is not None:
-            from .metrics import MetricsError, MetricsServer
+            from netcore.observe.metrics import MetricsError, MetricsServer
 
             try:
                 self.metrics = await MetricsServer(self).start(cfg.metrics_host, cfg.metrics_port)
@@ -568,7 +568,7 @@ class Node:
     def _drop_peer_expired(self, peer: Peer) -> None:
         if self.transport is not None:
             if peer.endpoints and peer.peer_id in self.transport.links and not self._stopping:
-                # Cut off, not gone: keep the DEALER and probe it (netcore.recall).
+                # Cut off, not gone: keep the DEALER and probe it (netcore.net.recall).
                 for dropped in self.recall.remember(peer):
                     self.transport.disconnect(dropped)
             else:
@@ -664,7 +664,7 @@ class Node:
     def _reply(self, rid: bytes, msg: Mapping[str, Any], to: str | None = None) -> None:
         assert self.transport is not None
         if to is not None and not self.trust.deliverable(rid, to):
-            return  # the request's connection is gone, or another key's now (netcore.trust)
+            return  # the request's connection is gone, or another key's now (netcore.trust.manager)
         if msg["t"] == "error":
             self.errors_sent[msg["code"]] = self.errors_sent.get(msg["code"], 0) + 1
         self.transport.reply(rid, protocol.encode(msg))
@@ -819,7 +819,7 @@ class Node:
             )
             return
         refused = self.trust.check_hello(rid, client_key, msg)
-        if refused is not None:  # our own key: a clone (netcore.clones)
+        if refused is not None:  # our own key: a clone (netcore.net.clones)
             self._reply_error(rid, "bad_request", refused, req_id)
             return
         self._wrong_net.discard(rid)

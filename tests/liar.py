@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netcore.config import Config
+from netcore.config.settings import Config
 from netcore.node import Node
 
 MODES = ("wrong_label", "other_label", "random", "bad_digest", "slow")

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from netcore.config import Config
+from netcore.config.settings import Config
 from netcore.node import Node
 
 LOOPBACK = "127.0.0.1"

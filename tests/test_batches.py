@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from model_helpers import loopback_config, running, unique_network
 
-from netcore.batch import predicted_labels, run_batches
-from netcore.cli import run_tasks
-from netcore.models import LoadedModel, load_manifest, load_samples
+from netcore.cli.root import run_tasks
+from netcore.models.registry import LoadedModel, load_manifest, load_samples
+from netcore.tasks.batch import predicted_labels, run_batches
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from netcore import bench
-from netcore.cli import cli
-from netcore.models import load_samples
+from netcore.bench import runner as bench
+from netcore.cli.root import cli
+from netcore.models.registry import load_samples
 
 
 def fake_result() -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from netcore.config import Config, ConfigError
+from netcore.config.settings import Config, ConfigError
 
 
 def config(tmp_path: Path, **over: object) -> Config:

@@ -11,10 +11,10 @@ import pytest
 import zmq
 from click.testing import CliRunner
 
-from netcore.cli import cli
-from netcore.config import ConfigError
-from netcore.config_file import default_config_path
-from netcore.static_peers import parse_static_peer
+from netcore.cli.root import cli
+from netcore.config.file import default_config_path
+from netcore.config.settings import ConfigError
+from netcore.net.reach import parse_static_peer
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +129,7 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_serve_port_only_from_its_table(tmp_path: Path) -> None:
-    from netcore.config_file import TABLE_ONLY
+    from netcore.config.file import TABLE_ONLY
 
     assert "port" in TABLE_ONLY["serve"]
 
@@ -184,8 +184,8 @@ def test_reach_modules_import_no_textual_or_rich() -> None:
 
     code = (
         "import json, sys\n"
-        "import netcore.metrics, netcore.doctor, netcore.static_peers, netcore.config_file\n"
-        "import netcore.logs, netcore.reach_cli, netcore.cli\n"
+        "import netcore.observe.metrics, netcore.doctor.checks, netcore.net.reach, netcore.config.file\n"
+        "import netcore.observe.logs, netcore.cli.reach, netcore.cli\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

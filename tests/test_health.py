@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netcore.health import AttemptTimer, RestPolicy, backoff
+from netcore.tasks.health import AttemptTimer, RestPolicy, backoff
 
 
 class Clock:

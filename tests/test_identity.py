@@ -11,8 +11,8 @@ import pytest
 import zmq
 import zmq.auth
 
-from netcore import identity
-from netcore.identity import Identity, IdentityError, load, load_or_create, peer_id_for
+from netcore.net import identity
+from netcore.net.identity import Identity, IdentityError, load, load_or_create, peer_id_for
 
 Z85_ALPHABET = (
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
@@ -288,7 +288,7 @@ def test_secret_file_that_is_a_directory(data_dir: Path) -> None:
 
 
 def test_key_checks_are_memoised_only_for_key_sized_strings() -> None:
-    from netcore.identity import _decodes_to_32, is_z85_key
+    from netcore.net.identity import _decodes_to_32, is_z85_key
 
     before = _decodes_to_32.cache_info().currsize
     assert not is_z85_key("x" * 1_000_000)  # a peer's huge "key" never reaches the memo

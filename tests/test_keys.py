@@ -1,4 +1,4 @@
-"""Trusted keys (netcore.keys): the list on disk, key sources, selection, and their errors."""
+"""Trusted keys (netcore.trust.keys): the list on disk, key sources, selection, and their errors."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from netcore.config import Config, ConfigError
-from netcore.identity import load_or_create, peer_id_for
-from netcore.keys import (
+from netcore.config.settings import Config, ConfigError
+from netcore.net.identity import load_or_create, peer_id_for
+from netcore.trust.keys import (
     TrustError,
     TrustList,
     base_dir_of,

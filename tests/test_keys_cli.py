@@ -8,9 +8,9 @@ from pathlib import Path
 import zmq
 from click.testing import CliRunner, Result
 
-from netcore.cli import cli
-from netcore.identity import peer_id_for
-from netcore.store import ReputationDelta, Store, db_path
+from netcore.cli.root import cli
+from netcore.net.identity import peer_id_for
+from netcore.trust.store import ReputationDelta, Store, db_path
 
 
 def p2pai(*args: str) -> Result:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netcore.config import Config
-from netcore.metrics import Buckets, EventRecorder
+from netcore.config.settings import Config
 from netcore.node import Node, NodeStartError
+from netcore.observe.metrics import Buckets, EventRecorder
 
 sys.path.insert(0, str(Path(__file__).parent / "integration"))
 from reach_helpers import http_get, parse_metrics
@@ -143,7 +143,7 @@ def test_buckets_are_cumulative() -> None:
 
 
 def test_recorder_bounds_unknown_codes() -> None:
-    from netcore.events import TaskDone
+    from netcore.observe.events import TaskDone
 
     recorder = EventRecorder()
     for code in ("timeout", "made-up-1", "made-up-2"):

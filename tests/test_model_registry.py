@@ -12,11 +12,17 @@ import pytest
 from click.testing import CliRunner
 from onnx_bytes import scale_model
 
-from netcore.cli import cli
-from netcore.config import Config
-from netcore.model_store import add_model, inspect_onnx, read_labels, remove_models, stored_models
-from netcore.models import LoadedModel, ModelError, ModelRegistry, sha256_file, zipmap_to_tensor
-from netcore.plugins import load_registry
+from netcore.cli.root import cli
+from netcore.config.settings import Config
+from netcore.models.plugins import load_registry
+from netcore.models.registry import (
+    LoadedModel,
+    ModelError,
+    ModelRegistry,
+    sha256_file,
+    zipmap_to_tensor,
+)
+from netcore.models.store import add_model, inspect_onnx, read_labels, remove_models, stored_models
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "assets" / "models" / "digits.onnx"
@@ -237,8 +243,8 @@ def test_a_stale_manifest_is_skipped_not_fatal(tmp_path: Path) -> None:
 
 
 def test_the_label_output_is_found_by_name() -> None:
-    from netcore.model_store import OnnxInfo, build_manifest
-    from netcore.models import TensorSpec
+    from netcore.models.registry import TensorSpec
+    from netcore.models.store import OnnxInfo, build_manifest
 
     def manifest(*outputs: tuple[str, str]) -> dict[str, object]:
         info = OnnxInfo(

@@ -18,13 +18,19 @@ import pytest
 from model_helpers import loopback_config, running, unique_network, wait_until
 from onnx_bytes import scale_model
 
-from netcore import protocol
-from netcore.fetch import ModelFetcher
-from netcore.model_store import add_model
-from netcore.models import LoadedModel, ModelRegistry, load_manifest, load_samples, sha256_file
+from netcore.models.fetch import ModelFetcher
+from netcore.models.registry import (
+    LoadedModel,
+    ModelRegistry,
+    load_manifest,
+    load_samples,
+    sha256_file,
+)
+from netcore.models.store import add_model
+from netcore.net.peers import PeerTable
 from netcore.node import Node
-from netcore.peers import PeerTable
-from netcore.worker import TaskError
+from netcore.tasks.worker import TaskError
+from netcore.wire import protocol
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -304,7 +310,7 @@ class FakeRequester:
 
 
 def fake_fetcher(tmp_path: Path, blob: bytes, **options: Any) -> tuple[ModelFetcher, FakeRequester]:
-    from netcore.model_store import sha256_bytes
+    from netcore.models.store import sha256_bytes
 
     peers = PeerTable()
     peer, _ = peers.upsert("r" * 20, "k" * 40, "hello")
@@ -341,7 +347,7 @@ async def test_fetcher_refuses_bad_names_and_unknown_requesters(tmp_path: Path) 
 
 
 async def test_worker_fetches_only_for_a_pinned_model(tmp_path: Path) -> None:
-    from netcore.worker import Worker
+    from netcore.tasks.worker import Worker
 
     calls: list[tuple[str, str, str]] = []
 

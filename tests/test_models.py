@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from netcore import protocol
-from netcore.models import (
+from netcore.models.registry import (
     InputMismatch,
     LoadedModel,
     ModelError,
@@ -23,6 +22,7 @@ from netcore.models import (
     load_samples,
     sha256_file,
 )
+from netcore.wire import protocol
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "assets" / "models"

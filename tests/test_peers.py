@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netcore.peers import Peer, PeerState, PeerTable, Transition
+from netcore.net.peers import Peer, PeerState, PeerTable, Transition
 
 
 class FakeClock:

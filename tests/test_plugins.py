@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from model_helpers import loopback_config, running, unique_network
 
-from netcore.config import Config
-from netcore.plugins import (
+from netcore.config.settings import Config
+from netcore.models.plugins import (
     ModelPlugin,
     PluginError,
     discover,
@@ -114,7 +114,7 @@ def test_a_broken_plugin_is_skipped(
         FakeEntryPoint("badname", ModelPlugin(name="../bad")),
         FakeEntryPoint("factory", lambda: good),
     ]
-    monkeypatch.setattr("netcore.plugins.entry_points", lambda group: eps)
+    monkeypatch.setattr("netcore.models.plugins.entry_points", lambda group: eps)
     try:
         found = discover(refresh=True)
         assert list(found) == ["good"]

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from netcore import protocol
-from netcore.protocol import ProtocolError
+from netcore.wire import protocol
+from netcore.wire.protocol import ProtocolError
 
 RID = bytes(range(16))
 OTHER_RID = bytes(range(16, 32))
@@ -654,7 +654,7 @@ def test_every_dtype_checks_the_byte_length(dtype: str) -> None:
 
 
 def reference_digest(outputs: dict[str, dict[str, Any]]) -> bytes:
-    """PROTOCOL.md §4.2 written from the spec text, independently of netcore.protocol."""
+    """PROTOCOL.md §4.2 written from the spec text, independently of netcore.wire.protocol."""
     h = hashlib.sha256()
     for name in sorted(outputs, key=lambda n: n.encode("utf-8")):
         tensor = outputs[name]
@@ -937,7 +937,7 @@ def test_error_messages_stay_short_for_huge_values() -> None:
 
 
 def test_digest_headers_of_huge_names_are_not_kept() -> None:
-    from netcore import protocol
+    from netcore.wire import protocol
 
     huge = {"n" * 100_000: protocol.encode_tensor(np.zeros(1, np.float32))}
     before = len(protocol._HEADERS)

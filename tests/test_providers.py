@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 from model_helpers import loopback_config, unique_network
 
-from netcore import providers
-from netcore.models import LoadedModel, ModelRegistry, load_manifest
+from netcore.models import providers
+from netcore.models.registry import LoadedModel, ModelRegistry, load_manifest
 from netcore.node import Node, NodeStartError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,11 +1,11 @@
-"""Remembered peers and flap damping, with a fake clock (netcore.recall)."""
+"""Remembered peers and flap damping, with a fake clock (netcore.net.recall)."""
 
 from __future__ import annotations
 
 import itertools
 
-from netcore.peers import Peer, PeerTable
-from netcore.recall import FlapDamper, Recall
+from netcore.net.peers import Peer, PeerTable
+from netcore.net.recall import FlapDamper, Recall
 
 
 class Clock:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from netcore.reputation import (
+from netcore.trust.reputation import (
     DEFAULT_POLICY,
     FIELDS,
     Reputation,
@@ -148,6 +148,6 @@ def test_pending_deltas_and_reloads() -> None:
 
 
 def test_fields_match_the_store() -> None:
-    from netcore.store import REPUTATION_FIELDS
+    from netcore.trust.store import REPUTATION_FIELDS
 
     assert FIELDS == REPUTATION_FIELDS

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from netcore import protocol
-from netcore import scheduler as scheduler_module
-from netcore.events import Event, TaskDone, TaskRetry
-from netcore.peers import Peer, PeerTable
-from netcore.scheduler import Scheduler, TaskOutcome
-from netcore.worker import TaskError
+from netcore.net.peers import Peer, PeerTable
+from netcore.observe.events import Event, TaskDone, TaskRetry
+from netcore.tasks import scheduler as scheduler_module
+from netcore.tasks.scheduler import Scheduler, TaskOutcome
+from netcore.tasks.worker import TaskError
+from netcore.wire import protocol
 
 SHA = "ab" * 32
 MODEL_ENTRY: dict[str, Any] = {
@@ -783,7 +783,7 @@ async def test_cancelled_submit_forgets_the_attempt_and_tells_the_worker() -> No
     assert [c["id"] for c in env.net.cancels("w1")] == [sent_task["id"]]
 
 
-# --- learning from attempts (netcore.health) ---------------------------------------------------
+# --- learning from attempts (netcore.tasks.health) ---------------------------------------------------
 
 
 async def test_a_worker_that_keeps_failing_rests_while_others_can_work() -> None:

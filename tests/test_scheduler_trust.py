@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from trust_fakes import INPUTS, FakeSwarm, corrupt, fails, says, silent
 
-from netcore import scheduler as scheduler_module
-from netcore.peers import Peer
+from netcore.net.peers import Peer
+from netcore.tasks import scheduler as scheduler_module
 
 GUARD_S = 10.0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netcore.store import ReputationDelta, Store, StoreError, db_path
+from netcore.trust.store import ReputationDelta, Store, StoreError, db_path
 
 
 def delta(peer_id: str = "p1", name: str = "one", **counts: int) -> ReputationDelta:

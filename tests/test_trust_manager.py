@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import zmq
 
-from netcore.clones import CloneDetector, clone_message
-from netcore.config import Config
-from netcore.events import Event, NodeError, PeerQuarantine
-from netcore.identity import load_or_create, peer_id_for
-from netcore.keys import TrustError, TrustList, trust_path
-from netcore.peers import PeerTable
-from netcore.reputation import UPTIME_JUDGE_S, Reputation
-from netcore.trust import FLUSH_EVERY_S, UPTIME_FLUSH_S, ConnectionGuard, TrustManager
+from netcore.config.settings import Config
+from netcore.net.clones import CloneDetector, clone_message
+from netcore.net.identity import load_or_create, peer_id_for
+from netcore.net.peers import PeerTable
+from netcore.observe.events import Event, NodeError, PeerQuarantine
+from netcore.trust.keys import TrustError, TrustList, trust_path
+from netcore.trust.manager import FLUSH_EVERY_S, UPTIME_FLUSH_S, ConnectionGuard, TrustManager
+from netcore.trust.reputation import UPTIME_JUDGE_S, Reputation
 
 
 def new_key() -> str:

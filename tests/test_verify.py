@@ -1,4 +1,4 @@
-"""Verified results (netcore.verify) over a real Scheduler and fake workers: majorities,
+"""Verified results (netcore.tasks.verify) over a real Scheduler and fake workers: majorities,
 disagreement, extra attempts, late votes, spot checks. No sockets, no sleeps but the fakes'."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from trust_fakes import INPUTS, FakeSwarm, corrupt, fails, says, silent
 
-from netcore import scheduler as scheduler_module
-from netcore.verify import (
+from netcore.tasks import scheduler as scheduler_module
+from netcore.tasks.verify import (
     SpotChecker,
     VerifiedOutcome,
     Verifier,

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from netcore.models import LoadedModel, ModelRegistry, assets_dir, load_samples
-from netcore.worker import TaskError, Worker
+from netcore.models.registry import LoadedModel, ModelRegistry, assets_dir, load_samples
+from netcore.tasks.worker import TaskError, Worker
 
 MODELS = assets_dir() / "models"
 X, Y = load_samples()

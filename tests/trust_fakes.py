@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from netcore import protocol
-from netcore.events import Event
-from netcore.peers import Peer, PeerTable
-from netcore.scheduler import Scheduler, TaskOutcome
+from netcore.net.peers import Peer, PeerTable
+from netcore.observe.events import Event
+from netcore.tasks.scheduler import Scheduler, TaskOutcome
+from netcore.wire import protocol
 
 SHA = "ab" * 32
 MODEL_ENTRY: dict[str, Any] = {

@@ -29,9 +29,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer
 
-from netcore.config import Config
-from netcore.events import Event
-from netcore.models import ModelError, load_samples
+from netcore.config.settings import Config
+from netcore.models.registry import ModelError, load_samples
+from netcore.observe.events import Event
 
 from .local_peers import LocalPeers
 from .log_handler import ConsoleLogHandler
@@ -68,13 +68,13 @@ from .widgets.latency import stats_text
 from .widgets.tasks import counters_text
 
 if TYPE_CHECKING:
-    from netcore.journal import Journal
+    from netcore.tasks.journal import Journal
 
 log = logging.getLogger("p2pai.console")
 
 BURST = 100
 VERIFY_REDUNDANCY = 3
-"""Workers per task in verified mode (v): the majority label wins (netcore.verify)."""
+"""Workers per task in verified mode (v): the majority label wins (netcore.tasks.verify)."""
 MAX_CONCURRENCY = 64
 """Tasks inside ``Node.submit`` at once; the rest wait for a slot, shown as queued."""
 STREAM_TICK_S = 0.1
@@ -167,7 +167,7 @@ class P2PConsole(App[int]):
         self._max_concurrency = max_concurrency
         self._dispatch: set[asyncio.Task[None]] = set()
         self.journal: Journal | None = None
-        """This console's task journal (netcore.journal), once the node runs."""
+        """This console's task journal (netcore.tasks.journal), once the node runs."""
         self._journal_run: str | None = None
         self._stream_credit = 0.0
         self._stream_last = 0.0
@@ -262,13 +262,13 @@ class P2PConsole(App[int]):
         self.refresh_panes()
 
     def _open_journal(self) -> None:
-        """Journal this console's tasks (netcore.journal) and finish those a previous console
+        """Journal this console's tasks (netcore.tasks.journal) and finish those a previous console
         left unfinished (it was killed): each outcome then still arrives, once."""
         config = getattr(self.node, "config", None)
         if config is None or not Path(config.data_dir).is_dir():
             return  # not a real node (the node creates its data dir when it starts)
-        from netcore.journal import Journal, JournalError
-        from netcore.resume import interrupted_runs
+        from netcore.tasks.journal import Journal, JournalError
+        from netcore.tasks.resume import interrupted_runs
 
         try:
             self.journal = Journal(config.data_dir)
@@ -656,7 +656,7 @@ class P2PConsole(App[int]):
             self.notify("Verified mode needs a running node", severity="warning")
             return
         if self.verifier is None:
-            from netcore.verify import Verifier
+            from netcore.tasks.verify import Verifier
 
             self.verifier = Verifier(self.node, redundancy=VERIFY_REDUNDANCY, vote="label")
         self.verify = not self.verify

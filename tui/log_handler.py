@@ -16,7 +16,7 @@ from typing import Any
 
 from textual.app import App
 
-from netcore.logs import JsonFormatter
+from netcore.observe.logs import JsonFormatter
 
 from .messages import LogLine
 
@@ -30,7 +30,7 @@ class ConsoleLogHandler(logging.Handler):
     def __init__(self, app: App[Any], level: int, line_format: str = "text") -> None:
         super().__init__(logging.DEBUG)
         # --log-format json: the pane shows each record as the JSON line a headless node
-        # writes (netcore.logs); text: the pane's own styled rendering of the same fields.
+        # writes (netcore.observe.logs); text: the pane's own styled rendering of the same fields.
         self.json_lines = JsonFormatter() if line_format == "json" else None
         self.app = app
         self.p2pai_level = level

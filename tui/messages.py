@@ -1,7 +1,7 @@
 """Textual messages the console posts to itself.
 
 Node events enter the UI in one place, the app's bridge worker, which turns each
-:mod:`netcore.events` event into one of these with :class:`EventTranslator`. Log records
+:mod:`netcore.observe.events` event into one of these with :class:`EventTranslator`. Log records
 (from any thread) become :class:`LogLine`. High-rate messages set ``can_replace`` so a burst
 of them collapses into the latest one in the queue.
 """
@@ -12,7 +12,7 @@ import logging
 
 from textual.message import Message
 
-from netcore import events as ev
+from netcore.observe import events as ev
 
 
 class NodeStarted(Message):

@@ -40,7 +40,7 @@ from aiohttp import web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
-from netcore.config import Config
+from netcore.config.settings import Config
 
 log = logging.getLogger("p2pai.serve")
 
@@ -106,7 +106,7 @@ class SessionSpec:
     def from_config(
         cls, config: Config, base_dir: Path, log_level: str, config_file: Path | None
     ) -> SessionSpec:
-        from netcore.config_file import current_log_format
+        from netcore.config.file import current_log_format
 
         return cls(
             base_dir=Path(base_dir),

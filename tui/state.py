@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
-    from netcore.config import Config
-    from netcore.events import Event
-    from netcore.peers import Peer, PeerTable
-    from netcore.scheduler import TaskOutcome
+    from netcore.config.settings import Config
+    from netcore.net.peers import Peer, PeerTable
+    from netcore.observe.events import Event
+    from netcore.tasks.scheduler import TaskOutcome
 
 
 # --- what the console needs from a node ------------------------------------------------------
@@ -86,7 +86,7 @@ class TaskRecord:
     started: bool = False
     """It holds a dispatch slot and is inside ``Node.submit``."""
     journaled: str = ""
-    """The journal run it is recorded in (netcore.journal); empty when it is not."""
+    """The journal run it is recorded in (netcore.tasks.journal); empty when it is not."""
     rev: int = 0
     """Bumped on every change, so a redraw touches only changed rows."""
 
@@ -266,7 +266,7 @@ ALIVE = "alive"
 EVASIVE = "evasive"
 GONE = "gone"
 QUARANTINED = "quarantined"
-"""A live peer whose reputation fell under the threshold: never sent a task (netcore.trust)."""
+"""A live peer whose reputation fell under the threshold: never sent a task (netcore.trust.manager)."""
 
 
 @dataclass(slots=True)
@@ -298,7 +298,7 @@ class PeerView:
     uptime: str
     pinned: bool = False
     score: str = "-"
-    """Reputation score 0-1 (netcore.reputation)."""
+    """Reputation score 0-1 (netcore.trust.reputation)."""
 
 
 def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> PeerView:
@@ -309,7 +309,7 @@ def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> Peer
     if peer is not None:
         name = peer.name or name
         endpoint = peer.endpoint or endpoint
-        if peer.source in ("static", "shared"):  # not found by mDNS: say how (netcore.static_peers)
+        if peer.source in ("static", "shared"):  # not found by mDNS: say how (netcore.net.reach)
             endpoint = f"{endpoint} ({peer.source})"
         if peer.rtt is not None:
             rtt = f"{peer.rtt * 1000:.2f}"

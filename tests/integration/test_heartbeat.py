@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from netcore.config import Config
+from netcore.config.settings import Config
 from netcore.node import Node
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ import pytest
 import zmq
 import zmq.utils.z85
 
-from netcore.models import assets_dir, load_samples
-from netcore.protocol import digest_tensors
+from netcore.models.registry import assets_dir, load_samples
+from netcore.wire.protocol import digest_tensors
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from netcore.bench import NodeProc, stop_all
-from netcore.config import Config
+from netcore.bench.runner import NodeProc, stop_all
+from netcore.config.settings import Config
 from netcore.node import Node
 
 pytestmark = pytest.mark.integration

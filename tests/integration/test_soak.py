@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from netcore.config import Config
-from netcore.models import load_samples
+from netcore.config.settings import Config
+from netcore.models.registry import load_samples
 from netcore.node import Node
 
 pytestmark = pytest.mark.integration

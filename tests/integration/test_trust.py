@@ -23,14 +23,14 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from netcore import protocol
-from netcore.config import Config
-from netcore.events import Event, NodeError, PeerQuarantine, PeerUp
-from netcore.identity import peer_id_for
-from netcore.keys import TrustList, trust_path
-from netcore.models import load_samples
+from netcore.config.settings import Config
+from netcore.models.registry import load_samples
+from netcore.net.identity import peer_id_for
 from netcore.node import Node
-from netcore.verify import SpotChecker, Verifier
+from netcore.observe.events import Event, NodeError, PeerQuarantine, PeerUp
+from netcore.tasks.verify import SpotChecker, Verifier
+from netcore.trust.keys import TrustList, trust_path
+from netcore.wire import protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from liar import LyingNode
@@ -107,7 +107,7 @@ async def swarm(tmp_path: Path) -> AsyncIterator[Swarm]:
 
 def reference(samples: np.ndarray) -> tuple[list[int], list[bytes]]:
     """The true labels and digests of ``samples``, one at a time, from the shipped model."""
-    from netcore.models import ModelRegistry, assets_dir
+    from netcore.models.registry import ModelRegistry, assets_dir
 
     registry = ModelRegistry([assets_dir() / "models"])  # the shipped models, nothing written
     spec = registry.find("digits")

@@ -16,11 +16,19 @@ from uuid import uuid4
 
 import numpy as np
 
-from netcore.config import Config
-from netcore.events import Event, NodeReady, PeerAlive, PeerDown, PeerEvasive, PeerUp, TaskRetry
+from netcore.config.settings import Config
+from netcore.net.peers import Peer, PeerState, PeerTable
 from netcore.node import NodeStartError
-from netcore.peers import Peer, PeerState, PeerTable
-from netcore.scheduler import TaskOutcome
+from netcore.observe.events import (
+    Event,
+    NodeReady,
+    PeerAlive,
+    PeerDown,
+    PeerEvasive,
+    PeerUp,
+    TaskRetry,
+)
+from netcore.tasks.scheduler import TaskOutcome
 
 LOOPBACK = "127.0.0.1"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from console_fakes import loopback_config, unique_network, wait_until
 
-from netcore.journal import Journal
-from netcore.models import load_samples
+from netcore.models.registry import load_samples
 from netcore.node import Node
+from netcore.tasks.journal import Journal
 from tui.app import P2PConsole
 
 SIZE = (120, 40)

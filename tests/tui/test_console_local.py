@@ -14,7 +14,7 @@ import psutil
 import pytest
 from console_fakes import loopback_config, unique_network
 
-from netcore.config import Config
+from netcore.config.settings import Config
 from netcore.node import Node
 from tui import app as console_app
 from tui.local_peers import LocalPeers

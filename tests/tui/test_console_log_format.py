@@ -8,7 +8,7 @@ import logging
 
 from console_fakes import FakeNode, FrozenClock, digit_samples, wait_until
 
-from netcore.logs import configure
+from netcore.observe.logs import configure
 from tui.app import P2PConsole
 
 SIZE = (120, 40)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from netcore import events as ev
-from netcore.peers import Peer, PeerState
-from netcore.scheduler import TaskOutcome
+from netcore.net.peers import Peer, PeerState
+from netcore.observe import events as ev
+from netcore.tasks.scheduler import TaskOutcome
 from tui.messages import EventTranslator, PeerJoined, PeerLoad, TaskRetried, TasksServed
 from tui.state import (
     DONE,

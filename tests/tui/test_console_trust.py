@@ -15,8 +15,8 @@ from console_fakes import (
     wait_until,
 )
 
+from netcore.net.peers import Peer
 from netcore.node import Node
-from netcore.peers import Peer
 from tui.app import VERIFY_REDUNDANCY, P2PConsole
 from tui.state import ALIVE, EVASIVE, GONE, QUARANTINED, PeerRow, peer_view
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from netcore.plugins import ModelPlugin
+from netcore.models import ModelPlugin
 
 CALLS = {"preprocess": 0, "postprocess": 0}
 """How often each hook ran in this process (the tests check that they did)."""

@@ -1,0 +1,1 @@
+"""``p2pai bench``: the node's figures beside their baselines (raw pyzmq, direct onnxruntime)."""

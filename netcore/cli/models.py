@@ -1,0 +1,298 @@
+"""``p2pai models list|add|remove|show`` and ``p2pai infer``: the model registry from the shell.
+
+Registered on the ``p2pai`` group at the end of :mod:`netcore.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from netcore.cli.root import (
+    CliError,
+    cli,
+    common_options,
+    make_config,
+    run_async,
+    setup_logging,
+    worker_wait_options,
+)
+from netcore.config.settings import Config, default_data_dir
+from netcore.models.registry import ModelError, ModelSpec
+from netcore.models.store import add_model, read_labels, remove_models, stored_models
+
+
+def _data_dir_option(func: Any) -> Any:
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="P2PAI_DATA_DIR",
+        default=None,
+        help=f"Keys, models and history (env P2PAI_DATA_DIR) [default: {default_data_dir()}]",
+    )(func)
+
+
+def _registry(data_dir: Path) -> Any:
+    from netcore.models.plugins import load_registry
+
+    return load_registry(Config(data_dir=data_dir, name="p2pai"))
+
+
+def _shape(spec_shape: tuple[int, ...] | None) -> str:
+    return "[" + ", ".join("N" if d == -1 else str(d) for d in (spec_shape or ())) + "]"
+
+
+def spec_json(spec: ModelSpec) -> dict[str, Any]:
+    data = spec.wire_entry()
+    data.update(
+        source=spec.source or "user",
+        path=str(spec.path),
+        labels=spec.labels,
+        description=spec.description,
+        processing=spec.processing,
+    )
+    return data
+
+
+def _describe(spec: ModelSpec) -> str:
+    inputs = ", ".join(f"{s.name} {s.dtype} {_shape(s.shape)}" for s in spec.inputs)
+    outputs = ", ".join(f"{s.name} {s.dtype}" for s in spec.outputs)
+    return f"inputs {inputs}; outputs {outputs}"
+
+
+@click.group()
+def models() -> None:
+    """The models this node holds: shipped, from plugins, and yours (in <data-dir>/models)."""
+
+
+@models.command("list")
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def list_models(data_dir: Path | None, as_json: bool) -> None:
+    """List every model and version a node with this data dir holds."""
+    registry = _registry(data_dir or default_data_dir())
+    specs = sorted(registry.specs(), key=lambda s: (s.name, s.version, s.sha256))
+    if as_json:
+        click.echo(json.dumps([spec_json(s) for s in specs]))
+        return
+    if not specs:
+        click.echo("no models; add one with `p2pai models add FILE.onnx`")
+        return
+    click.echo(f"{'NAME':<16} {'VERSION':<10} {'SHA256':<12}  {'SIZE':>10}  {'SOURCE':<8} INPUTS")
+    for s in specs:
+        inputs = ", ".join(f"{i.name} {i.dtype} {_shape(i.shape)}" for i in s.inputs)
+        click.echo(
+            f"{s.name[:16]:<16} {s.version[:10]:<10} {s.sha256[:12]}  {s.size:>10}  "
+            f"{(s.source or 'user'):<8} {inputs}"
+        )
+
+
+@models.command("add")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--name", default=None, help="Model name [default: the file name without .onnx].")
+@click.option("--version", "version", default="1", show_default=True, help="Version text.")
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Class labels: a JSON list or one label a line.",
+)
+@click.option(
+    "--label-output",
+    default=None,
+    help="The output holding class labels [default: an output named 'label'].",
+)
+@click.option("--description", default="", help="One line about the model.")
+@_data_dir_option
+def add(
+    file: Path,
+    name: str | None,
+    version: str,
+    labels_file: Path | None,
+    label_output: str | None,
+    description: str,
+    data_dir: Path | None,
+) -> None:
+    """Check FILE loads in onnxruntime, then copy it (and a manifest) into <data-dir>/models.
+
+    Inputs and outputs are read from the ONNX graph. Two versions of one name coexist:
+    each is stored as <name>-<sha256[:12]>.onnx.
+    """
+    models_dir = (data_dir or default_data_dir()) / "models"
+    try:
+        labels = read_labels(labels_file) if labels_file is not None else None
+        spec = add_model(
+            models_dir,
+            file,
+            name=name,
+            version=version,
+            labels=labels,
+            label_output=label_output,
+            description=description,
+        )
+    except ModelError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot store the model in {models_dir}: {exc.strerror or exc}") from None
+    click.echo(f"added {spec.name} {spec.version} (sha256 {spec.sha256[:12]}) to {models_dir}")
+    click.echo(f"  {_describe(spec)}")
+
+
+@models.command("remove")
+@click.argument("name")
+@click.option(
+    "--sha256",
+    "sha_prefix",
+    default=None,
+    help="Remove only the version with this sha256 (a prefix will do).",
+)
+@click.option("--all", "remove_all", is_flag=True, help="Remove every stored version of NAME.")
+@_data_dir_option
+def remove(name: str, sha_prefix: str | None, remove_all: bool, data_dir: Path | None) -> None:
+    """Remove a model you added (or one fetched from a peer) from <data-dir>/models."""
+    models_dir = (data_dir or default_data_dir()) / "models"
+    stored = [
+        s
+        for _, s in stored_models(models_dir)
+        if s.name == name and (not sha_prefix or s.sha256.startswith(sha_prefix.lower()))
+    ]
+    if not stored:
+        held = [s for s in _registry(data_dir or default_data_dir()).specs() if s.name == name]
+        if held:
+            raise CliError(
+                f"{name} is a {held[0].source or 'read-only'} model (in {held[0].path.parent}); "
+                f"only models in {models_dir} can be removed"
+            )
+        raise CliError(
+            f"no model {name!r}{' with that sha256' if sha_prefix else ''} in {models_dir}"
+        )
+    if len(stored) > 1 and not remove_all:
+        versions = ", ".join(s.sha256[:12] for s in stored)
+        raise CliError(
+            f"{name} has {len(stored)} versions here ({versions}): pick one with --sha256, or --all"
+        )
+    for spec in remove_models(models_dir, name, sha_prefix):
+        click.echo(f"removed {spec.name} {spec.version} (sha256 {spec.sha256[:12]})")
+
+
+@models.command("show")
+@click.argument("name")
+@click.option(
+    "--sha256", "sha_prefix", default=None, help="The version with this sha256 (a prefix will do)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_data_dir_option
+def show(name: str, sha_prefix: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """Show one model's manifest: versions, inputs, outputs, labels, where it lives."""
+    registry = _registry(data_dir or default_data_dir())
+    specs = [
+        s
+        for s in registry.specs()
+        if s.name == name and (not sha_prefix or s.sha256.startswith(sha_prefix.lower()))
+    ]
+    if not specs:
+        known = ", ".join(registry.names()) or "none"
+        raise CliError(
+            f"no model {name!r}{' with that sha256' if sha_prefix else ''} (models: {known})"
+        )
+    if as_json:
+        click.echo(json.dumps([spec_json(s) for s in specs]))
+        return
+    for spec in specs:
+        click.echo(f"{spec.name} {spec.version}  ({spec.source or 'user'})")
+        click.echo(f"  sha256       {spec.sha256}")
+        click.echo(f"  file         {spec.path} ({spec.size} bytes)")
+        if spec.description:
+            click.echo(f"  description  {spec.description}")
+        for s in spec.inputs:
+            click.echo(f"  input        {s.name} {s.dtype} {_shape(s.shape)}")
+        for s in spec.outputs:
+            mark = "  (labels)" if s.name == spec.label_output else ""
+            click.echo(f"  output       {s.name} {s.dtype}{mark}")
+        if spec.labels:
+            click.echo(f"  labels       {', '.join(spec.labels)}")
+        if spec.processing:
+            click.echo(f"  processing   plugin {spec.processing}")
+
+
+@click.command()
+@common_options
+@click.argument("model")
+@click.argument("raw_input", metavar="INPUT")
+@worker_wait_options(
+    task_timeout=30.0,
+    task_timeout_help="Seconds one attempt may take (a worker may first fetch the model).",
+)
+def infer(
+    interfaces: tuple[str, ...],
+    port: int,
+    network: str,
+    data_dir: Path | None,
+    name: str | None,
+    log_level: str | None,
+    model: str,
+    raw_input: str,
+    wait_peers: int,
+    timeout: float,
+    task_timeout: float,
+) -> None:
+    """Run MODEL once on a peer with INPUT (JSON, or plain text) and print the result as JSON.
+
+    A model with a plugin reads INPUT with the plugin's preprocess and prints its
+    postprocess (e.g. `p2pai infer iris '[5.1, 3.5, 1.4, 0.2]'`); other models take
+    {"input name": [...]} or, with a single input, the values alone.
+    """
+    from netcore.models.plugins import PluginError, prepare
+    from netcore.models.plugins import infer as run_infer
+
+    setup_logging(log_level or "warning")
+    base_dir = data_dir or default_data_dir()
+    config = make_config(
+        interfaces,
+        port,
+        network,
+        base_dir / "client",
+        name,
+        caps=(),
+        task_timeout=task_timeout,
+        models_dirs=(base_dir / "models",),
+    )
+    try:
+        raw: Any = json.loads(raw_input)
+    except ValueError:
+        raw = raw_input
+
+    async def main() -> int:
+        from netcore.node import Node
+
+        async with Node(config) as client:
+            try:
+                prepare(model, raw, client.registry)  # a bad input fails here, before waiting
+            except PluginError as exc:
+                raise CliError(str(exc)) from None
+            holds = client.registry.find(model) is not None
+            found = await client.wait_for_peers(wait_peers, timeout, model=None if holds else model)
+            if len(found) < wait_peers:
+                raise CliError(
+                    f"found {len(found)} of {wait_peers} worker(s) for model {model!r} on network "
+                    f"{network!r} after {timeout:g}s"
+                )
+            try:
+                done = await run_infer(client, model, raw)
+            except PluginError as exc:
+                raise CliError(str(exc)) from None
+        if not done.outcome.ok:
+            raise CliError(f"{model}: {done.outcome.error_code}: {done.outcome.error}")
+        click.echo(json.dumps(done.result))
+        return 0
+
+    sys.exit(run_async(main()))
+
+
+cli.add_command(models)
+cli.add_command(infer)

@@ -1,0 +1,327 @@
+"""Peer-to-peer model sharing: a worker fetches a model it lacks from the task's requester.
+
+PROTOCOL.md §6: a worker asked to run a model (pinned by ``sha256``) that it does not hold
+MAY fetch it with ``model_get`` from the requester, and MUST verify its SHA-256 before
+loading it. Here:
+
+* the download goes to the requester of the task only, over our DEALER to it (so we wait
+  until that connection is greeted), in chunks of at most 1 MiB with a few in flight;
+* every chunk is checked (sha256, offset, length, total) and the whole file's sha256 is
+  checked before it gets its final name; a corrupt or truncated transfer is refused, the
+  temporary file deleted, and the download retried from scratch (a few times);
+* concurrent tasks for the same sha256 share one download, which keeps running when the
+  task that started it gives up (its retry then finds the model);
+* models larger than ``max_bytes`` are refused before any byte is written;
+* the file is written to a temporary name, fsynced and renamed to
+  ``<data_dir>/models/<name>-<sha12>.onnx``, its manifest beside it.
+
+An ONNX file is data: onnxruntime reads the graph, nothing received is ever executed as code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from netcore.models.registry import ModelError, ModelRegistry, ModelSpec
+from netcore.models.store import NAME_RE, SHA_RE, stem, store_verified
+from netcore.net.peers import PeerTable
+from netcore.tasks.worker import TaskError
+from netcore.wire import protocol
+
+log = logging.getLogger("p2pai.fetch")
+
+WINDOW = 4
+"""``model_get`` requests in flight at once."""
+CHUNK_TIMEOUT_S = 10.0
+LINK_TIMEOUT_S = 5.0
+ATTEMPTS = 3
+
+
+class FetchError(Exception):
+    """A download that cannot succeed (retrying would not help)."""
+
+
+class CorruptTransfer(Exception):
+    """Bytes that do not add up to the model: refused, and the download retried."""
+
+
+class ModelFetcher:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        models_dir: Path,
+        peers: PeerTable,
+        send: Callable[[str, Mapping[str, Any]], bool],
+        *,
+        max_bytes: int = 512 * 1024 * 1024,
+        on_stored: Callable[[ModelSpec], None] | None = None,
+        chunk_size: int = protocol.MAX_CHUNK,
+        window: int = WINDOW,
+        chunk_timeout: float = CHUNK_TIMEOUT_S,
+        attempts: int = ATTEMPTS,
+    ) -> None:
+        self.registry = registry
+        self.models_dir = models_dir
+        self.peers = peers
+        self.send = send
+        self.max_bytes = max_bytes
+        self.on_stored = on_stored
+        self.chunk_size = min(chunk_size, protocol.MAX_CHUNK)
+        self.window = max(1, window)
+        self.chunk_timeout = chunk_timeout
+        self.attempts = attempts
+        self._downloads: dict[str, asyncio.Task[ModelSpec]] = {}
+        self._pending: dict[bytes, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self.fetched = 0
+        """Models downloaded and stored."""
+        self.refused = 0
+        """Transfers refused as corrupt or truncated (each then retried)."""
+        self.bytes_in = 0
+
+    # --- the node's hooks ------------------------------------------------------------------
+
+    def on_reply(self, peer_id: str, msg: dict[str, Any]) -> bool:
+        """A ``model_chunk`` or ``error`` on our DEALER to ``peer_id``: True if it was ours."""
+        rid = msg.get("id")
+        entry = self._pending.get(rid) if isinstance(rid, bytes) else None
+        if entry is None or entry[0] != peer_id:
+            return False
+        del self._pending[rid]  # type: ignore[arg-type]
+        if not entry[1].done():
+            entry[1].set_result(msg)
+        return True
+
+    async def close(self) -> None:
+        for task in list(self._downloads.values()):
+            task.cancel()
+        for task in list(self._downloads.values()):
+            with contextlib.suppress(BaseException):
+                await task
+        self._downloads.clear()
+
+    def downloading(self) -> list[str]:
+        return list(self._downloads)
+
+    # --- fetching --------------------------------------------------------------------------
+
+    async def fetch(self, requester: str, name: str, sha256: str, timeout: float) -> ModelSpec:
+        """The model ``name`` pinned by ``sha256``, downloaded from ``requester`` if need be.
+
+        Raises :class:`TaskError`: ``unknown_model`` when it cannot be had (the requester may
+        try another worker), ``timeout`` when the task's budget ran out first.
+        """
+        spec = self.registry.find(name, sha256)
+        if spec is not None:
+            return spec
+        peer = self.peers.get(requester)
+        if (
+            not NAME_RE.fullmatch(name)
+            or not SHA_RE.fullmatch(sha256)
+            or peer is None
+            or not peer.has_model(name, sha256)
+        ):
+            # PROTOCOL.md: model_get goes to a node that advertises the model; this one does not.
+            raise TaskError(
+                "unknown_model",
+                f"no model {name[:64]!r} with sha256 {sha256[:12]}… here, "
+                "and the requester does not advertise it",
+            )
+        task = self._downloads.get(sha256)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._download(requester, name, sha256))
+            self._downloads[sha256] = task
+            task.add_done_callback(self._download_done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            raise TaskError(
+                "timeout", f"fetching model {name} took longer than the task's budget"
+            ) from None
+        except FetchError as exc:
+            raise TaskError("unknown_model", f"cannot fetch model {name}: {exc}") from None
+
+    def _download_done(self, task: asyncio.Task[ModelSpec]) -> None:
+        for sha, known in list(self._downloads.items()):
+            if known is task:
+                del self._downloads[sha]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("model download failed: %s", task.exception())
+
+    async def _download(self, requester: str, name: str, sha256: str) -> ModelSpec:
+        last: Exception | None = None
+        for attempt in range(1, self.attempts + 1):
+            try:
+                spec = await self._download_once(requester, name, sha256)
+            except CorruptTransfer as exc:
+                self.refused += 1
+                last = exc
+                log.warning(
+                    "model %s from %s refused (%s); attempt %d of %d",
+                    name,
+                    requester[:8],
+                    exc,
+                    attempt,
+                    self.attempts,
+                )
+                continue
+            self.fetched += 1
+            log.info("model %s (%s) fetched from %s", name, sha256[:12], requester[:8])
+            if self.on_stored is not None:
+                self.on_stored(spec)
+            return spec
+        raise FetchError(f"transfer refused {self.attempts} times, last: {last}")
+
+    async def _await_link(self, requester: str) -> None:
+        """Until our DEALER to the requester is greeted (the task came on our ROUTER)."""
+        deadline = time.monotonic() + LINK_TIMEOUT_S
+        while True:
+            peer = self.peers.get(requester)
+            if peer is None:
+                raise FetchError(f"the requester {requester[:8]} left")
+            if peer.greeted:
+                return
+            if not peer.endpoints:
+                raise FetchError(f"no way to connect back to the requester {requester[:8]}")
+            if time.monotonic() > deadline:
+                raise FetchError(f"no connection back to the requester {requester[:8]}")
+            await asyncio.sleep(0.01)
+
+    def _request(
+        self, requester: str, name: str, sha256: str, offset: int
+    ) -> asyncio.Future[dict[str, Any]]:
+        rid = protocol.new_id()
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (requester, fut)
+        msg = {
+            "t": "model_get",
+            "id": rid,
+            "name": name,
+            "sha256": sha256,
+            "offset": offset,
+            "length": self.chunk_size,
+        }
+        if not self.send(requester, msg):
+            self._pending.pop(rid, None)
+            fut.set_exception(CorruptTransfer(f"cannot send model_get to {requester[:8]}"))
+        return fut
+
+    async def _chunk(
+        self, fut: asyncio.Future[dict[str, Any]], sha256: str, offset: int, total: int | None
+    ) -> tuple[bytes, int]:
+        try:
+            msg = await asyncio.wait_for(fut, self.chunk_timeout)
+        except asyncio.TimeoutError:
+            raise CorruptTransfer(
+                f"no chunk at offset {offset} within {self.chunk_timeout:g}s"
+            ) from None
+        if msg.get("t") == "error":
+            code, text = msg.get("code"), str(msg.get("message", ""))[:200]
+            if code in ("unknown_model", "too_large", "unsupported", "bad_request"):
+                raise FetchError(f"the requester answered {code}: {text}")
+            raise CorruptTransfer(f"the requester answered {code}: {text}")
+        data, got_total = msg.get("data"), msg.get("total")
+        if msg.get("sha256") != sha256 or msg.get("offset") != offset:
+            raise CorruptTransfer(f"chunk at offset {offset} is for another model or offset")
+        if not isinstance(data, bytes) or not isinstance(got_total, int) or got_total < 0:
+            raise CorruptTransfer(f"malformed chunk at offset {offset}")
+        if total is not None and got_total != total:
+            raise CorruptTransfer(
+                f"model size changed from {total} to {got_total} bytes mid-transfer"
+            )
+        if got_total > self.max_bytes:
+            raise FetchError(
+                f"model is {got_total} bytes, this node fetches at most {self.max_bytes}"
+            )
+        expected = min(self.chunk_size, max(0, got_total - offset))
+        if len(data) != expected:
+            raise CorruptTransfer(
+                f"chunk at offset {offset} has {len(data)} bytes, expected {expected} (truncated)"
+            )
+        return data, got_total
+
+    async def _download_once(self, requester: str, name: str, sha256: str) -> ModelSpec:
+        await self._await_link(requester)
+        peer = self.peers.get(requester)
+        entry = next(
+            (
+                m
+                for m in (peer.models if peer else [])
+                if m.get("name") == name and m.get("sha256") == sha256
+            ),
+            None,
+        )
+        advertised = entry.get("size") if entry else None
+        if isinstance(advertised, int) and advertised > self.max_bytes:
+            raise FetchError(
+                f"model is {advertised} bytes, this node fetches at most {self.max_bytes}"
+            )
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        part = self.models_dir / f".{stem(name, sha256)}.{os.urandom(4).hex()}.part"
+        queue: deque[tuple[int, asyncio.Future[dict[str, Any]]]] = deque()
+        digest = hashlib.sha256()
+        loop = asyncio.get_running_loop()
+        try:
+            with open(part, "wb") as fh:
+                data, total = await self._chunk(
+                    self._request(requester, name, sha256, 0), sha256, 0, None
+                )
+                digest.update(data)
+                fh.write(data)
+                received = len(data)
+                next_offset = received
+                while received < total:
+                    while len(queue) < self.window and next_offset < total:
+                        queue.append(
+                            (next_offset, self._request(requester, name, sha256, next_offset))
+                        )
+                        next_offset += self.chunk_size
+                    offset, fut = queue.popleft()
+                    data, _ = await self._chunk(fut, sha256, offset, total)
+                    digest.update(data)
+                    fh.write(data)
+                    received += len(data)
+                self.bytes_in += received
+                actual = digest.hexdigest()
+                if actual != sha256:
+                    raise CorruptTransfer(f"sha256 is {actual[:12]}…, the task pins {sha256[:12]}…")
+                fh.flush()
+                await loop.run_in_executor(None, os.fsync, fh.fileno())
+            extra: dict[str, Any] = {"fetched_from": requester}
+            if entry is not None:
+                for key in ("version", "label_output", "description"):
+                    if isinstance(entry.get(key), str):
+                        extra[key] = entry[key]
+            try:
+                spec = await loop.run_in_executor(
+                    None, store_verified, self.models_dir, name, sha256, part, extra
+                )
+            except ModelError as exc:
+                raise FetchError(str(exc)) from None
+            self.registry.add(spec)
+            try:  # create the session now, off the loop, so the task that waits runs at once
+                await loop.run_in_executor(None, self.registry.load, spec)
+            except ModelError as exc:
+                raise FetchError(str(exc)) from None
+            return spec
+        finally:
+            for _, fut in queue:
+                if fut.done() and not fut.cancelled():
+                    fut.exception()  # retrieved: a failed send, already reported
+                fut.cancel()
+            for rid, (_, fut) in list(self._pending.items()):
+                if fut.done() or fut.cancelled():
+                    self._pending.pop(rid, None)
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+
+FetchHook = Callable[[str, str, str, float], Awaitable[ModelSpec]]

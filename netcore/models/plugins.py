@@ -1,0 +1,218 @@
+"""Model plugins: installed Python packages that bring a model and its pre/post-processing.
+
+A plugin is registered under the entry point group ``p2pai.models``; the entry point names a
+:class:`ModelPlugin` (or a function without arguments returning one)::
+
+    # the plugin's pyproject.toml
+    [project.entry-points."p2pai.models"]
+    iris = "my_package.plugin:plugin"
+
+A plugin brings the ONNX model (a path, or bytes from its package), its manifest fields, and
+optionally ``preprocess(raw) -> inputs`` and ``postprocess(outputs) -> result``. Those two run
+on the requester: :func:`infer` turns a raw input (text, a list of numbers, ...) into tensors,
+sends an ordinary task, and turns the output tensors into a result. Workers only ever run the
+ONNX graph, never code from a peer; a plugin's code runs only where it is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netcore.config.settings import Config
+from netcore.models.registry import (
+    ModelError,
+    ModelRegistry,
+    ModelSpec,
+    assets_dir,
+    parse_manifest,
+    sha256_file,
+)
+from netcore.models.store import (
+    atomic_write,
+    build_manifest,
+    check_name,
+    inspect_onnx,
+    sha256_bytes,
+    stem,
+)
+
+log = logging.getLogger("p2pai.plugins")
+
+ENTRY_POINT_GROUP = "p2pai.models"
+
+Preprocess = Callable[[Any], Mapping[str, np.ndarray]]
+Postprocess = Callable[[Mapping[str, np.ndarray]], Any]
+
+
+@dataclass(frozen=True)
+class ModelPlugin:
+    """A model (and its processing) provided by an installed package."""
+
+    name: str
+    """The model name (and the name manifests use in ``processing``)."""
+    model: Path | bytes | None = None
+    """The ONNX file, or its bytes; None for a plugin that only processes a model held elsewhere."""
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    """Manifest fields: ``version``, ``labels``, ``label_output``, ``description``; ``inputs``
+    and ``outputs`` are read from the model when absent; ``sha256``, when given, is checked."""
+    preprocess: Preprocess | None = None
+    """Raw input (anything) -> ``{input name: array}``; runs on the requester."""
+    postprocess: Postprocess | None = None
+    """``{output name: array}`` -> result (anything JSON-friendly); runs on the requester."""
+
+
+class PluginError(Exception):
+    """A raw input or a plugin that cannot be used; the message is one line."""
+
+
+_discovered: dict[str, ModelPlugin] | None = None
+
+
+def discover(refresh: bool = False) -> dict[str, ModelPlugin]:
+    """The installed plugins by name. One that fails to load is skipped with a warning."""
+    global _discovered
+    if _discovered is not None and not refresh:
+        return _discovered
+    found: dict[str, ModelPlugin] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            plugin = obj() if callable(obj) and not isinstance(obj, ModelPlugin) else obj
+            if not isinstance(plugin, ModelPlugin):
+                raise TypeError(f"{ep.value} is a {type(plugin).__name__}, not a ModelPlugin")
+            check_name(plugin.name)
+        except Exception as exc:
+            log.warning(
+                "skipping plugin %s (%s): %s", ep.name, ep.value, " ".join(str(exc).split())
+            )
+            continue
+        if plugin.name in found:
+            log.warning(
+                "plugin %s: name %r taken by another plugin; skipped", ep.value, plugin.name
+            )
+            continue
+        found[plugin.name] = plugin
+    _discovered = found
+    return found
+
+
+def plugin_spec(plugin: ModelPlugin, cache_dir: Path) -> ModelSpec | None:
+    """The registry entry of a plugin's model (bytes are written once to ``cache_dir``)."""
+    if plugin.model is None:
+        return None
+    meta = dict(plugin.manifest)
+    if isinstance(plugin.model, bytes):
+        sha = sha256_bytes(plugin.model)
+        path = cache_dir / f"{stem(plugin.name, sha)}.onnx"
+        if not (path.is_file() and sha256_file(path) == sha):
+            atomic_write(path, plugin.model)
+    else:
+        path = Path(plugin.model)
+        if not path.is_file():
+            raise ModelError(f"plugin {plugin.name}: model file {path} is missing")
+        sha = sha256_file(path)
+    if meta.get("sha256") and str(meta["sha256"]).lower() != sha:
+        raise ModelError(f"plugin {plugin.name}: its model's sha256 is not the manifest's")
+    if "inputs" not in meta or "outputs" not in meta:
+        info = inspect_onnx(path, label=f"plugin {plugin.name}")
+        generated = build_manifest(
+            plugin.name, sha, path.stat().st_size, path.name, info, source="plugin"
+        )
+        meta = {**generated, **meta}
+    meta.update(
+        name=plugin.name, sha256=sha, size=path.stat().st_size, file=path.name, source="plugin"
+    )
+    if not meta.get("processing") and (plugin.preprocess or plugin.postprocess):
+        meta["processing"] = plugin.name
+    return parse_manifest(meta, path.parent, f"plugin {plugin.name}")
+
+
+def load_registry(config: Config) -> ModelRegistry:
+    """The models a node holds: shipped ones, plugins', data_dir/models, ``models_dirs``."""
+    registry = ModelRegistry([])
+    if config.shipped_models:
+        registry.scan(assets_dir() / "models", source="shipped")
+    registry.scan(config.data_dir / "models", source="user")
+    for directory in config.models_dirs:
+        registry.scan(Path(directory), source="user")
+    if config.shipped_models:
+        for plugin in discover().values():
+            try:
+                if isinstance(plugin.model, bytes):  # cached under the data dir: create it as
+                    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # identity does
+                spec = plugin_spec(plugin, config.data_dir / "models" / "plugins")
+            except OSError as exc:
+                if config.data_dir.is_dir():  # otherwise Node.start reports the data dir
+                    log.warning("skipping plugin model %s: %s", plugin.name, exc)
+                continue
+            except ModelError as exc:
+                log.warning("skipping model: %s", " ".join(str(exc).split()))
+                continue
+            if spec is not None:
+                registry.add(spec)
+    return registry
+
+
+def processing_for(model: str, registry: ModelRegistry | None = None) -> ModelPlugin | None:
+    """The installed plugin that processes ``model``: named by its manifest, else by name."""
+    plugins = discover()
+    spec = registry.find(model) if registry is not None else None
+    if spec is not None and spec.processing:
+        return plugins.get(spec.processing)
+    return plugins.get(model)
+
+
+def prepare(model: str, raw: Any, registry: ModelRegistry | None = None) -> dict[str, np.ndarray]:
+    """A raw input as task inputs, through the model's plugin when it has a ``preprocess``."""
+    plugin = processing_for(model, registry)
+    if plugin is not None and plugin.preprocess is not None:
+        try:
+            inputs = plugin.preprocess(raw)
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin.name}: cannot read this input: {exc}") from None
+        return {str(k): np.asarray(v) for k, v in dict(inputs).items()}
+    if isinstance(raw, Mapping):
+        return {str(k): np.asarray(v) for k, v in raw.items()}
+    spec = registry.find(model) if registry is not None else None
+    if spec is None or len(spec.inputs) != 1:
+        raise PluginError(
+            f"model {model!r} has no plugin to read a raw input; give {{input name: values}}"
+        )
+    return {spec.inputs[0].name: np.asarray(raw, dtype=spec.inputs[0].dtype)}
+
+
+def finish(
+    model: str, outputs: Mapping[str, np.ndarray], registry: ModelRegistry | None = None
+) -> Any:
+    """Task outputs as a result, through the model's plugin when it has a ``postprocess``."""
+    plugin = processing_for(model, registry)
+    if plugin is not None and plugin.postprocess is not None:
+        try:
+            return plugin.postprocess(outputs)
+        except Exception as exc:
+            raise PluginError(f"plugin {plugin.name}: cannot read the outputs: {exc}") from None
+    return {name: arr.tolist() for name, arr in outputs.items()}
+
+
+@dataclass(slots=True)
+class InferResult:
+    """What :func:`infer` returns: the task's outcome and, when it succeeded, the result."""
+
+    outcome: Any
+    result: Any = None
+
+
+async def infer(node: Any, model: str, raw: Any, **options: Any) -> InferResult:
+    """Preprocess ``raw`` here, run the model on a peer, postprocess its outputs here."""
+    inputs = prepare(model, raw, node.registry)
+    outcome = await node.submit(model, inputs, **options)
+    if not outcome.ok:
+        return InferResult(outcome)
+    return InferResult(outcome, finish(model, outcome.outputs, node.registry))

@@ -1,0 +1,473 @@
+"""Prometheus metrics: ``/metrics`` on a small asyncio HTTP server beside the node.
+
+Nothing here runs per task except :class:`EventRecorder`, which the node calls with each event
+it publishes (two per task: ``TaskDone`` on the requester, ``TaskServed`` on the worker) and
+which only bumps plain integers in fixed-bucket histograms. Everything else is read from the
+node's own counters when Prometheus scrapes: :class:`NodeCollector` is a custom collector in a
+per-node :class:`~prometheus_client.CollectorRegistry` (never the global one, so several nodes
+in one process do not mix), and the HTTP server runs on the node's own loop, so a scrape sees
+one consistent state and no thread touches it.
+
+The server listens on ``metrics_host`` (127.0.0.1 unless told otherwise): the numbers name
+peers and their addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from netcore.observe.events import Event, TaskDone, TaskServed
+from netcore.wire.protocol import ERROR_CODES
+
+if TYPE_CHECKING:
+    from netcore.node import Node
+
+log = logging.getLogger("p2pai.metrics")
+
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""Task latency, submit to outcome (seconds)."""
+INFERENCE_BUCKETS_S: tuple[float, ...] = (
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+"""Time a worker spent running one task's model (seconds)."""
+
+MAX_REQUEST_HEAD = 8192
+REQUEST_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 16
+
+
+class MetricsError(Exception):
+    """The metrics endpoint cannot start; one line that says what to do."""
+
+
+class Buckets:
+    """A histogram as plain integers: ``observe`` is a bisect and two additions."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = list(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count)`` pairs as Prometheus wants them, ending with ``+Inf``."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            out.append((_le(bound), running))
+        out.append(("+Inf", self.count))
+        return out
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class EventRecorder:
+    """The node's observer: per-task numbers that its counters do not already hold."""
+
+    def __init__(self) -> None:
+        self.latency = Buckets(LATENCY_BUCKETS_S)
+        self.inference = Buckets(INFERENCE_BUCKETS_S)
+        self.failed_by_code: dict[str, int] = {}
+        self.refused_by_code: dict[str, int] = {}
+
+    def __call__(self, event: Event) -> None:
+        kind = type(event)
+        if kind is TaskDone:
+            done: TaskDone = event  # type: ignore[assignment]
+            self.latency.observe(done.latency_ms / 1000.0)
+            if not done.ok:
+                code = done.code if done.code in ERROR_CODES else "other"
+                self.failed_by_code[code] = self.failed_by_code.get(code, 0) + 1
+        elif kind is TaskServed:
+            served: TaskServed = event  # type: ignore[assignment]
+            if served.ok:
+                self.inference.observe(served.took_us / 1_000_000)
+            else:
+                code = served.error if served.error in ERROR_CODES else "other"
+                self.refused_by_code[code] = self.refused_by_code.get(code, 0) + 1
+
+
+def _package_version() -> str:
+    try:
+        return version("p2p-ai-agents")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class NodeCollector(Collector):
+    """Reads a node's state at scrape time and describes it as Prometheus metrics."""
+
+    def __init__(self, node: Node, recorder: EventRecorder) -> None:
+        self.node = node
+        self.recorder = recorder
+        self.version = _package_version()
+
+    def collect(self) -> Iterable[Metric]:
+        node = self.node
+        cfg = node.config
+        now = time.monotonic()
+        own = node.identity.peer_id if node.identity else ""
+
+        info = InfoMetricFamily("p2pai_node", "This node: its id, name, swarm and version.")
+        info.add_metric(
+            [],
+            {"peer_id": own, "name": cfg.name, "network": cfg.network, "version": self.version},
+        )
+        yield info
+        yield GaugeMetricFamily(
+            "p2pai_uptime_seconds",
+            "Seconds since the node started.",
+            value=now - node.started_at if node.started_at else 0.0,
+        )
+
+        # --- tasks this node submitted (requester side) -----------------------------------
+        sched = node.scheduler
+        submitted = sched.submitted if sched else 0
+        succeeded = sched.succeeded if sched else 0
+        failed = sched.failed if sched else 0
+        yield CounterMetricFamily(
+            "p2pai_tasks_submitted", "Tasks submitted by this node.", value=submitted
+        )
+        tasks = CounterMetricFamily(
+            "p2pai_tasks",
+            "Tasks this node submitted that have their outcome, by outcome (ok, or the error code).",
+            labels=["outcome"],
+        )
+        tasks.add_metric(["ok"], succeeded)
+        by_code = dict(self.recorder.failed_by_code)
+        counted = sum(by_code.values())
+        if failed > counted:  # failures finished before the recorder was attached
+            by_code["other"] = by_code.get("other", 0) + failed - counted
+        for code, n in sorted(by_code.items()):
+            tasks.add_metric([code], n)
+        yield tasks
+        yield CounterMetricFamily(
+            "p2pai_task_retries", "Attempts retried on another worker.",
+            value=sched.retries if sched else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "p2pai_duplicate_replies",
+            "Late or duplicate replies to attempts already given up, dropped.",
+            value=sched.duplicates if sched else 0,
+        )
+        yield GaugeMetricFamily(
+            "p2pai_requests_inflight",
+            "Attempts this node has outstanding on workers.",
+            value=sched.inflight() if sched else 0,
+        )
+        yield self._histogram(
+            "p2pai_task_latency_seconds",
+            "Latency of tasks this node submitted, from submit to outcome.",
+            self.recorder.latency,
+        )
+
+        # --- tasks this node executed (worker side) ---------------------------------------
+        worker = node.worker
+        served = CounterMetricFamily(
+            "p2pai_served_tasks",
+            "Tasks this node executed for peers, by outcome (ok, or the error code).",
+            labels=["outcome"],
+        )
+        served.add_metric(["ok"], node.counters.get("tasks_served", 0))
+        refused = dict(self.recorder.refused_by_code)
+        missing = node.counters.get("tasks_refused", 0) - sum(refused.values())
+        if missing > 0:
+            refused["other"] = refused.get("other", 0) + missing
+        for code, n in sorted(refused.items()):
+            served.add_metric([code], n)
+        yield served
+        yield self._histogram(
+            "p2pai_inference_seconds",
+            "Time the model ran for each task this node executed.",
+            self.recorder.inference,
+        )
+        yield GaugeMetricFamily(
+            "p2pai_queue_depth", "Tasks waiting for a free slot.", value=worker.queued
+        )
+        yield GaugeMetricFamily(
+            "p2pai_inflight_tasks", "Tasks running on this node now.", value=worker.inflight
+        )
+        yield GaugeMetricFamily(
+            "p2pai_capacity", "Tasks this node runs at once.", value=worker.capacity
+        )
+
+        # --- peers ------------------------------------------------------------------------
+        yield from self._peer_metrics(now)
+
+        # --- transport and protocol -------------------------------------------------------
+        transport = node.transport
+        yield CounterMetricFamily(
+            "p2pai_received_bytes", "Bytes received in protocol frames.",
+            value=transport.bytes_in if transport else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "p2pai_sent_bytes", "Bytes sent in protocol frames.",
+            value=transport.bytes_out if transport else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "p2pai_send_failures",
+            "Frames not sent because a peer's queue was full or the link was gone.",
+            value=transport.send_failures if transport else 0,
+        )
+        errors = CounterMetricFamily(
+            "p2pai_protocol_errors",
+            "Protocol error replies, by code and direction (sent by us, received from peers).",
+            labels=["code", "direction"],
+        )
+        for code, n in sorted(node.errors_sent.items()):
+            errors.add_metric([code, "sent"], n)
+        for code, n in sorted(node.errors_received.items()):
+            errors.add_metric([code, "received"], n)
+        yield errors
+        yield CounterMetricFamily(
+            "p2pai_dropped_messages",
+            "Messages dropped without a reply (malformed notices, unexpected types).",
+            value=node.counters.get("dropped", 0),
+        )
+        yield CounterMetricFamily(
+            "p2pai_events_dropped",
+            "Node events dropped because a subscriber was too slow.",
+            value=node.counters.get("events_dropped", 0),
+        )
+
+        # --- models -----------------------------------------------------------------------
+        fetcher = getattr(node, "fetcher", None)
+        fetches = CounterMetricFamily(
+            "p2pai_model_fetches",
+            "Models fetched from peers (model_get), by result.",
+            labels=["result"],
+        )
+        fetches.add_metric(["stored"], getattr(fetcher, "fetched", 0))
+        fetches.add_metric(["refused"], getattr(fetcher, "refused", 0))
+        yield fetches
+        yield CounterMetricFamily(
+            "p2pai_model_fetch_bytes", "Model bytes received from peers.",
+            value=getattr(fetcher, "bytes_in", 0),
+        )  # fmt: skip
+
+        # --- discovery --------------------------------------------------------------------
+        discovery = node.discovery
+        yield CounterMetricFamily(
+            "p2pai_mdns_ignored_records",
+            "mDNS records ignored (bad version, key or fields, or another swarm).",
+            value=discovery.ignored_records if discovery else 0,
+        )
+        other = GaugeMetricFamily(
+            "p2pai_mdns_other_network_nodes",
+            "p2pai nodes seen in mDNS on another swarm name (ignored), by that name.",
+            labels=["network"],
+        )
+        for name, instances in sorted(getattr(discovery, "other_networks", {}).items()):
+            other.add_metric([name], len(instances))
+        yield other
+        reach = node.reach
+        yield CounterMetricFamily(
+            "p2pai_shared_peers_learned",
+            "Peers learned from the peers list of another node's hello.",
+            value=reach.counters.shared_learned,
+        )
+
+    def _peer_metrics(self, now: float) -> Iterable[Metric]:
+        node = self.node
+        states: dict[tuple[str, str], int] = {}
+        ratio = GaugeMetricFamily(
+            "p2pai_peer_success_ratio",
+            "Share of this node's attempts on the peer that succeeded.",
+            labels=["peer", "name"],
+        )
+        peer_tasks = CounterMetricFamily(
+            "p2pai_peer_tasks",
+            "This node's attempts on the peer, by outcome.",
+            labels=["peer", "name", "outcome"],
+        )
+        uptime = GaugeMetricFamily(
+            "p2pai_peer_uptime_seconds",
+            "Seconds since this node first saw the peer (this time).",
+            labels=["peer", "name"],
+        )
+        rtt = GaugeMetricFamily(
+            "p2pai_peer_rtt_seconds", "Smoothed round trip to the peer.", labels=["peer", "name"]
+        )
+        for peer in node.peers:
+            state = "connecting" if not peer.greeted and not peer.announced else peer.state.value
+            states[(state, peer.source)] = states.get((state, peer.source), 0) + 1
+            labels = [peer.peer_id, peer.name]
+            rate = peer.success_rate
+            if rate is not None:
+                ratio.add_metric(labels, rate)
+            peer_tasks.add_metric([*labels, "ok"], peer.tasks_ok)
+            peer_tasks.add_metric([*labels, "failed"], peer.tasks_failed)
+            uptime.add_metric(labels, max(0.0, now - peer.first_seen))
+            if peer.rtt is not None:
+                rtt.add_metric(labels, peer.rtt)
+        by_state = GaugeMetricFamily(
+            "p2pai_peers",
+            "Peers in the table, by liveness state and how they were found.",
+            labels=["state", "source"],
+        )
+        for (state, source), n in sorted(states.items()):
+            by_state.add_metric([state, source], n)
+        yield by_state
+        yield ratio
+        yield peer_tasks
+        yield uptime
+        yield rtt
+
+    @staticmethod
+    def _histogram(name: str, doc: str, buckets: Buckets) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            name, doc, buckets=buckets.cumulative(), sum_value=buckets.total
+        )
+
+
+class MetricsServer:
+    """``GET /metrics`` (and ``HEAD``) on the node's loop; ``/`` links to it."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.recorder = EventRecorder()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(NodeCollector(node, self.recorder))
+        self.server: asyncio.Server | None = None
+        self.host = ""
+        self.port = 0
+        self.scrapes = 0
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    async def start(self, host: str, port: int) -> MetricsServer:
+        try:
+            self.server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise MetricsError(
+                f"--metrics-port {port}: cannot listen on {host}: {reason}; "
+                "choose another port (0 picks a free one)"
+            ) from None
+        sock = self.server.sockets[0]
+        self.host, self.port = host, int(sock.getsockname()[1])
+        self.node.observers.append(self.recorder)
+        log.info("metrics on %s", self.url)
+        return self
+
+    async def close(self) -> None:
+        if self.recorder in self.node.observers:
+            self.node.observers.remove(self.recorder)
+        if self.server is not None:
+            self.server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            for task in list(self._handlers):
+                with contextlib.suppress(BaseException):
+                    await task
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2.0)
+            self.server = None
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition body and its content type, as a scrape would get them."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            async with self._slots:
+                await asyncio.wait_for(self._serve_one(reader, writer), REQUEST_TIMEOUT_S)
+        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.LimitOverrunError:
+            with contextlib.suppress(Exception):
+                await self._respond(writer, 431, "text/plain", b"request head too large\n")
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if len(head) > MAX_REQUEST_HEAD:
+            await self._respond(writer, 431, "text/plain", b"request head too large\n")
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3:
+            await self._respond(writer, 400, "text/plain", b"bad request\n")
+            return
+        method, target, _ = parts
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        path = target.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            await self._respond(writer, 405, "text/plain", b"method not allowed\n", head_only=False)
+            return
+        if path == "/metrics":
+            self.scrapes += 1
+            body, content_type = self.render(headers.get("accept", ""))
+            await self._respond(writer, 200, content_type, body, head_only=method == "HEAD")
+        elif path == "/":
+            page = b'<html><body><a href="/metrics">p2pai metrics</a></body></html>\n'
+            await self._respond(writer, 200, "text/html", page, head_only=method == "HEAD")
+        else:
+            await self._respond(writer, 404, "text/plain", b"not found: try /metrics\n")
+
+    @staticmethod
+    async def _respond(
+        writer: asyncio.StreamWriter,
+        status: int,
+        content_type: str,
+        body: bytes,
+        head_only: bool = False,
+    ) -> None:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  431: "Request Header Fields Too Large"}.get(status, "Error")  # fmt: skip
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1")
+        writer.write(head if head_only else head + body)
+        await writer.drain()

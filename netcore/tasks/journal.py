@@ -1,0 +1,450 @@
+"""The requester's durable task journal: SQLite in WAL mode, in the data dir.
+
+Every task a requester submits through :class:`JournaledSubmitter` is committed to the journal
+*before* it is sent, and its outcome is committed *before* the caller is told. So a requester
+killed at any point and restarted with ``--resume`` finishes exactly the tasks that have no
+outcome yet, and the caller is told each outcome once: a task whose outcome was committed is
+never run again, and one whose outcome was not committed was never reported. (A worker may
+have run such a task before the crash; its result was lost with the requester and only the
+re-run's outcome is reported.)
+
+The journal is its own database file (``journal.db``) so that its writes never wait on other
+stores' locks. The tasks (and the outcomes) of one turn of the event loop share a commit
+(:class:`GroupCommit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import msgpack
+import numpy as np
+
+from netcore.wire import protocol
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+SCHEMA_VERSION = 1
+FILE_NAME = "journal.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id   TEXT PRIMARY KEY,
+    created  REAL NOT NULL,
+    host     TEXT NOT NULL,
+    pid      INTEGER NOT NULL,
+    model    TEXT NOT NULL,
+    total    INTEGER NOT NULL,
+    finished REAL,
+    source   TEXT,
+    samples  INTEGER,
+    batch    INTEGER,
+    planned  INTEGER
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id    TEXT PRIMARY KEY,
+    run_id     TEXT NOT NULL REFERENCES runs(run_id),
+    seq        INTEGER NOT NULL,
+    model      TEXT NOT NULL,
+    sha256     TEXT,
+    inputs     BLOB NOT NULL,
+    expected   INTEGER,
+    state      TEXT NOT NULL DEFAULT 'pending',
+    created    REAL NOT NULL,
+    finished   REAL,
+    worker     TEXT,
+    attempts   INTEGER,
+    latency_ms REAL,
+    label      INTEGER,
+    confidence REAL,
+    error_code TEXT,
+    error      TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_run_state ON tasks(run_id, state);
+CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks(created);
+"""
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written; the message says which file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalTask:
+    task_id: str
+    run_id: str
+    seq: int
+    model: str
+    sha256: str | None
+    inputs: dict[str, np.ndarray]
+    expected: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a run will send: ``samples`` samples of ``source`` (a file, or '' for the bundled
+    held-out digits), cycling, in ``tasks`` tasks of ``batch``."""
+
+    source: str
+    samples: int
+    batch: int
+    tasks: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    created: float
+    host: str
+    pid: int
+    model: str
+    total: int
+    pending: int
+    done: int
+    failed: int
+
+    @property
+    def owner_alive(self) -> bool:
+        """True when the process that started the run still runs (on this host)."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class Journal:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / FILE_NAME
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives a killed process (not a power cut),
+            # without an fsync per task.
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {self.path} was written by a newer p2pai (schema {row[0]}); upgrade"
+                )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open task journal {self.path}: {exc}") from None
+        except OSError as exc:
+            raise JournalError(f"cannot open task journal {self.path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise JournalError(f"task journal {self.path}: {exc}") from None
+
+    # --- writing -------------------------------------------------------------------------
+
+    def start_run(self, model: str, plan: RunPlan | None = None) -> str:
+        """A new run (one ``submit``), owned by this process.
+
+        With a ``plan`` the whole run is known before its first task is sent, so a resume
+        can also send the tasks that were never journaled (see :func:`netcore.tasks.resume`).
+        """
+        run_id = uuid.uuid4().hex[:12]
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, created, host, pid, model, total, source, samples,"
+                " batch, planned) VALUES (?,?,?,?,?,0,?,?,?,?)",
+                (
+                    run_id,
+                    time.time(),
+                    socket.gethostname(),
+                    os.getpid(),
+                    model,
+                    plan.source if plan else None,
+                    plan.samples if plan else None,
+                    plan.batch if plan else None,
+                    plan.tasks if plan else None,
+                ),
+            )
+        return run_id
+
+    def journaled(self, run_id: str) -> int:
+        """Tasks of the run written to the journal so far."""
+        row = self.db.execute("SELECT total FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def plan_of(self, run_id: str) -> RunPlan | None:
+        row = self.db.execute(
+            "SELECT source, samples, batch, planned FROM runs WHERE run_id=?", (run_id,)
+        ).fetchone()
+        if row is None or row[1] is None:
+            return None
+        return RunPlan(row[0] or "", int(row[1]), int(row[2]), int(row[3]))
+
+    def add(
+        self,
+        run_id: str,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        sha256: str | None = None,
+        expected: int | None = None,
+        task_id: str | None = None,
+    ) -> str:
+        """Commit a pending task before it is sent; returns its task id."""
+        return self.add_many([NewTask(run_id, model, inputs, sha256, expected, task_id)])[0]
+
+    def add_many(self, tasks: Sequence[NewTask]) -> list[str]:
+        """Commit pending tasks in one transaction (in this order); returns their ids."""
+        rows = [
+            (
+                t.task_id or uuid.uuid4().hex[:16],
+                t,
+                msgpack.packb(protocol.tensor_map(t.inputs), use_bin_type=True),
+            )
+            for t in tasks
+        ]
+        with self._write() as db:
+            for task_id, t, blob in rows:
+                db.execute("UPDATE runs SET total = total + 1 WHERE run_id=?", (t.run_id,))
+                seq = db.execute("SELECT total FROM runs WHERE run_id=?", (t.run_id,)).fetchone()[0]
+                db.execute(
+                    "INSERT INTO tasks (task_id, run_id, seq, model, sha256, inputs, expected,"
+                    " created) VALUES (?,?,?,?,?,?,?,?)",
+                    (task_id, t.run_id, seq, t.model, t.sha256, blob, t.expected, time.time()),
+                )
+        return [task_id for task_id, _, _ in rows]
+
+    def end_run(self, run_id: str) -> None:
+        """Mark a run finished when none of its tasks is pending nor still to be sent."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET finished=? WHERE run_id=? AND finished IS NULL"
+                " AND total >= COALESCE(planned, 0) AND NOT EXISTS"
+                " (SELECT 1 FROM tasks WHERE run_id=? AND state='pending')",
+                (time.time(), run_id, run_id),
+            )
+
+    def claim(self, run_id: str) -> None:
+        """Mark this process as the run's owner (on resume)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET pid=?, host=? WHERE run_id=?",
+                (os.getpid(), socket.gethostname(), run_id),
+            )
+
+    def finish(self, task_id: str, outcome: Any) -> bool:
+        """Commit a task's outcome; False if it already had one (then it must not be reported)."""
+        return self.finish_many([(task_id, outcome)])[0]
+
+    def finish_many(self, done: Sequence[tuple[str, Any]]) -> list[bool]:
+        """:meth:`finish` for several tasks in one transaction."""
+        first = []
+        with self._write() as db:
+            for task_id, outcome in done:
+                cur = db.execute(
+                    "UPDATE tasks SET state=?, finished=?, worker=?, attempts=?, latency_ms=?,"
+                    " label=?, confidence=?, error_code=?, error=?"
+                    " WHERE task_id=? AND state='pending'",
+                    (
+                        "done" if outcome.ok else "failed",
+                        time.time(),
+                        outcome.worker,
+                        outcome.attempts,
+                        round(outcome.latency_s * 1000, 3),
+                        outcome.label,
+                        outcome.confidence,
+                        outcome.error_code or None,
+                        outcome.error or None,
+                        task_id,
+                    ),
+                )
+                first.append(cur.rowcount == 1)
+        return first
+
+    # --- reading -------------------------------------------------------------------------
+
+    def runs(self, unfinished_only: bool = False) -> list[RunInfo]:
+        sql = (
+            "SELECT r.run_id, r.created, r.host, r.pid, r.model, MAX(r.total, COALESCE(r.planned, 0)),"
+            " COALESCE(SUM(t.state='pending'), 0) + MAX(COALESCE(r.planned, 0) - r.total, 0),"
+            " COALESCE(SUM(t.state='done'), 0),"
+            " COALESCE(SUM(t.state='failed'), 0)"
+            " FROM runs r LEFT JOIN tasks t ON t.run_id = r.run_id"
+            + (" WHERE r.finished IS NULL" if unfinished_only else "")
+            + " GROUP BY r.run_id ORDER BY r.created"
+        )
+        return [RunInfo(*row) for row in self.db.execute(sql)]
+
+    def pending(self, run_id: str) -> list[JournalTask]:
+        rows = self.db.execute(
+            "SELECT task_id, run_id, seq, model, sha256, inputs, expected FROM tasks"
+            " WHERE run_id=? AND state='pending' ORDER BY seq",
+            (run_id,),
+        )
+        found = []
+        for task_id, run, seq, model, sha256, blob, expected in rows:
+            wire = msgpack.unpackb(blob, raw=False)
+            inputs = {name: np.array(protocol.decode_tensor(t, name)) for name, t in wire.items()}
+            found.append(JournalTask(task_id, run, seq, model, sha256, inputs, expected))
+        return found
+
+    def history(
+        self,
+        state: str | None = None,
+        model: str | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        clauses, args = [], []
+        for column, value in (("state", state), ("model", model), ("run_id", run_id)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                args.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        cur = self.db.execute(
+            "SELECT task_id, run_id, seq, model, state, created, finished, worker, attempts,"
+            f" latency_ms, label, confidence, expected, error_code, error FROM tasks{where}"
+            " ORDER BY created DESC, seq DESC LIMIT ?",
+            (*args, limit),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+BARE = ""
+"""Journal key of an input given as a bare array (the model's single input)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task to journal before it is sent (:meth:`Journal.add_many`)."""
+
+    run_id: str
+    model: str
+    inputs: Mapping[str, np.ndarray]
+    sha256: str | None = None
+    expected: int | None = None
+    task_id: str | None = None
+
+
+class GroupCommit(Generic[In, Out]):
+    """Gathers the writes asked for during one turn of the event loop and commits them in
+    one transaction; each caller awaits its own result.
+
+    A commit per task cost more than the task itself (``p2pai submit`` ran at half the speed
+    of a run without the journal); the guarantee is the same: each caller goes on only once
+    its write is committed."""
+
+    def __init__(self, write: Callable[[list[In]], list[Out]]) -> None:
+        self.write = write
+        self._pending: list[tuple[In, asyncio.Future[Out]]] = []
+        """Writes waiting for the commit scheduled when the first of them came."""
+
+    async def __call__(self, item: In) -> Out:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Out] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._commit)
+        self._pending.append((item, future))
+        return await future
+
+    def _commit(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results = self.write([item for item, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+class JournaledSubmitter:
+    """Wraps anything with ``submit(model, inputs, **options)`` (a Node, a Verifier) so that
+    each task is journaled before it is sent and its outcome before it is returned."""
+
+    def __init__(
+        self,
+        inner: Any,
+        journal: Journal,
+        model: str,
+        run_id: str | None = None,
+        plan: RunPlan | None = None,
+        expected: Callable[[int], int | None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.journal = journal
+        self.model = model
+        self.run_id = run_id or journal.start_run(model, plan)
+        self.expected = expected
+        """The known label of the task at a position in the run (0-based), if any."""
+        self._sent = 0
+        self.duplicates = 0
+        self._add = GroupCommit(journal.add_many)
+        self._finish = GroupCommit(journal.finish_many)
+
+    async def submit(self, model: str, inputs: Any, **options: Any) -> Any:
+        arrays = {BARE: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
+        expected = self.expected(self._sent) if self.expected is not None else None
+        self._sent += 1
+        task_id = await self._add(
+            NewTask(self.run_id, model, arrays, options.get("sha256"), expected)
+        )
+        return await self._run(task_id, model, arrays, options)
+
+    async def submit_at(
+        self, model: str, inputs: np.ndarray, expected: int | None, **options: Any
+    ) -> Any:
+        """Journal and run the run's next planned task (on resume), with its known label."""
+        task_id = await self._add(
+            NewTask(self.run_id, model, {BARE: inputs}, options.get("sha256"), expected)
+        )
+        return await self._run(task_id, model, {BARE: inputs}, options)
+
+    async def _run(
+        self, task_id: str, model: str, arrays: dict[str, np.ndarray], options: dict[str, Any]
+    ) -> Any:
+        inputs: Any = arrays[BARE] if set(arrays) == {BARE} else arrays
+        outcome = await self.inner.submit(model, inputs, task_id=task_id, **options)
+        if not await self._finish((task_id, outcome)):
+            self.duplicates += 1  # another process finished it first: not ours to report
+        return outcome
+
+    async def resume(self, entry: JournalTask, **options: Any) -> Any:
+        """Run a pending task of an interrupted run under its journaled id."""
+        if entry.sha256:
+            options.setdefault("sha256", entry.sha256)
+        return await self._run(entry.task_id, entry.model, entry.inputs, options)
+
+    def close(self) -> None:
+        self.journal.end_run(self.run_id)
