@@ -26,7 +26,7 @@ from netcore.models.store import add_model, inspect_onnx, read_labels, remove_mo
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "assets" / "models" / "digits.onnx"
-IRIS = REPO / "netcore" / "bundled" / "iris.onnx"
+IRIS = REPO / "netcore" / "models" / "bundled" / "iris.onnx"
 
 
 @pytest.fixture

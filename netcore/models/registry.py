@@ -39,7 +39,7 @@ class InputMismatch(Exception):
 def assets_dir() -> Path:
     """The shipped assets: the source tree's ``assets/`` or the installed shared data."""
     candidates = [
-        Path(__file__).resolve().parent.parent / "assets",
+        Path(__file__).resolve().parents[2] / "assets",
         Path(sys.prefix) / "share" / "p2pai" / "assets",
     ]
     for candidate in candidates:

@@ -2,7 +2,7 @@
 
 Development only (needs the ``onnx`` package: ``pip install -e '.[train]'``)::
 
-    .venv/bin/python netcore/bundled/make_iris.py
+    .venv/bin/python netcore/models/bundled/make_iris.py
 
 onnxruntime ships that logistic regression (4 iris features -> 3 classes, with a ZipMap on
 its probabilities) with an input declared as float32 [3, 2]. onnxruntime trusts the declared
@@ -36,7 +36,7 @@ def main() -> None:
     label_dims[0].dim_param = "N"
     model.doc_string = (
         "onnxruntime's datasets/logreg_iris.onnx with its input declared [N, 4] "
-        "(rebuilt by netcore/bundled/make_iris.py)"
+        "(rebuilt by netcore/models/bundled/make_iris.py)"
     )
     onnx.checker.check_model(model)
     data = model.SerializeToString()
