@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ipaddress
 import logging
 import time
 from collections import OrderedDict
@@ -43,10 +41,11 @@ from netcore.observe.events import (
     TaskServed,
 )
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
-from netcore.tasks.worker import TaskError, Worker
+from netcore.tasks.worker import Worker
 from netcore.trust.manager import TrustError, TrustManager
 from netcore.wire import protocol
-from netcore.wire.protocol import ProtocolError
+from netcore.wire.addresses import endpoint_ip, subnets
+from netcore.wire.protocol import ProtocolError, TaskError
 
 log = logging.getLogger("p2pai.node")
 
@@ -61,45 +60,6 @@ REJOIN_QUIET_S = 2.0
 
 class NodeStartError(Exception):
     """The node cannot start; the message is one line that says what to do."""
-
-
-@functools.lru_cache(maxsize=64)
-def _subnets(
-    addresses: tuple[str, ...],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """The subnets we serve on (/8 for loopback, /24 otherwise), to prefer a peer's endpoint
-    that is on one of them."""
-    return tuple(
-        ipaddress.ip_network(f"{addr}/{8 if addr.startswith('127.') else 24}", strict=False)
-        for addr in addresses
-    )
-
-
-def _endpoint_ip(endpoint: str) -> ipaddress.IPv4Address | None:
-    """The address of a ``tcp://<IPv4>:<1-65535>`` endpoint, else None.
-
-    Anything else from a peer's hello would make ZeroMQ's connect() raise EINVAL inside the
-    inbound handler. Such an endpoint has at most 27 characters: longer strings are refused
-    before the memo, so a peer cannot fill it with large ones."""
-    if len(endpoint) > 32:
-        return None
-    return _parse_endpoint(endpoint)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_endpoint(endpoint: str) -> ipaddress.IPv4Address | None:
-    """(memoised: every hello and shared peer list names endpoints, most of them known)"""
-    if not endpoint.startswith("tcp://"):
-        return None
-    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ip.version != 4 or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        return None
-    assert isinstance(ip, ipaddress.IPv4Address)
-    return ip
 
 
 class Subscription:
@@ -496,10 +456,10 @@ class Node:
 
     def _pick_endpoint(self, endpoints: list[str]) -> str | None:
         """The first advertised endpoint on a subnet we serve on, else the first valid one."""
-        ours = _subnets(tuple(self.addresses))
+        ours = subnets(tuple(self.addresses))
         valid = []
         for endpoint in endpoints:
-            ip = _endpoint_ip(endpoint)
+            ip = endpoint_ip(endpoint)
             if ip is None:
                 continue
             if any(ip in net for net in ours):

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from netcore.cli.root import cli
 from netcore.config.file import default_config_path
+from netcore.config.peers import parse_static_peer
 from netcore.config.settings import ConfigError
-from netcore.net.reach import parse_static_peer
 
 
 @pytest.fixture(autouse=True)

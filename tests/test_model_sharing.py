@@ -29,8 +29,8 @@ from netcore.models.registry import (
 from netcore.models.store import add_model
 from netcore.net.peers import PeerTable
 from netcore.node import Node
-from netcore.tasks.worker import TaskError
 from netcore.wire import protocol
+from netcore.wire.protocol import TaskError
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -13,8 +13,8 @@ from netcore.net.peers import Peer, PeerTable
 from netcore.observe.events import Event, TaskDone, TaskRetry
 from netcore.tasks import scheduler as scheduler_module
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
-from netcore.tasks.worker import TaskError
 from netcore.wire import protocol
+from netcore.wire.protocol import TaskError
 
 SHA = "ab" * 32
 MODEL_ENTRY: dict[str, Any] = {

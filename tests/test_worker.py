@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from netcore.models.registry import LoadedModel, ModelRegistry, assets_dir, load_samples
-from netcore.tasks.worker import TaskError, Worker
+from netcore.tasks.worker import Worker
+from netcore.wire.protocol import TaskError
 
 MODELS = assets_dir() / "models"
 X, Y = load_samples()

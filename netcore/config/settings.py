@@ -11,11 +11,10 @@ from pathlib import Path
 
 import platformdirs
 
+from netcore.config.errors import ConfigError
+from netcore.config.peers import parse_static_peer
+
 NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
-class ConfigError(Exception):
-    """An option value that cannot work; the message names the option and the fix."""
 
 
 def default_data_dir() -> Path:
@@ -105,11 +104,22 @@ class Config:
             raise ConfigError("liveness: need 0 < evasive_after < expired_after")
         if not self.ping_interval >= 0.05:  # also NaN
             raise ConfigError("liveness: ping_interval must be at least 0.05 s")
-        from netcore.net.reach import check_reach_settings
-
-        check_reach_settings(self)
+        self._check_reach()
         if self.trust not in ("open", "allowlist"):
             raise ConfigError(f"--trust {self.trust!r}: use 'open' or 'allowlist'")
+
+    def _check_reach(self) -> None:
+        """validate()'s part for static peers and metrics."""
+        for text in self.static_peers:
+            parse_static_peer(text)
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port {self.metrics_port}: must be 0-65535")
+        try:
+            ipaddress.ip_address(self.metrics_host)
+        except ValueError:
+            raise ConfigError(
+                f"--metrics-host {self.metrics_host!r}: give an IP address, e.g. 127.0.0.1"
+            ) from None
 
     def serving_addresses(self) -> list[str]:
         """The IPv4 addresses the node binds and advertises."""

@@ -34,8 +34,8 @@ from typing import Any
 from netcore.models.registry import ModelError, ModelRegistry, ModelSpec
 from netcore.models.store import NAME_RE, SHA_RE, stem, store_verified
 from netcore.net.peers import PeerTable
-from netcore.tasks.worker import TaskError
 from netcore.wire import protocol
+from netcore.wire.protocol import TaskError
 
 log = logging.getLogger("p2pai.fetch")
 

@@ -8,15 +8,14 @@ saying what is wrong and how to fix it.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from zmq.utils import z85
+
+from netcore.wire.addresses import is_z85_key, peer_id_for
 
 SECRET_FILE = "identity.key_secret"
 PUBLIC_FILE = "identity.key"
@@ -40,35 +39,6 @@ class Identity:
     @property
     def public_text(self) -> str:
         return self.public_key.decode("ascii")
-
-
-@functools.lru_cache(maxsize=4096)
-def peer_id_for(z85_public_key: bytes | str) -> str:
-    """First 20 hex chars of SHA-256 over the 32 raw public-key bytes (PROTOCOL.md §1).
-
-    Memoised: keys come back with every hello, shared peer list and discovery update, and a
-    Z85 decode in Python plus a hash cost ~20 us each time."""
-    key = z85_public_key.encode("ascii") if isinstance(z85_public_key, str) else z85_public_key
-    raw = z85.decode(key)
-    if len(raw) != 32:
-        raise ValueError("a CURVE public key has 32 bytes")
-    return hashlib.sha256(raw).hexdigest()[:20]
-
-
-def is_z85_key(text: str | bytes) -> bool:
-    """True for a 40-character Z85 string that decodes to 32 bytes (memoised for 40-character
-    strings only, as :func:`peer_id_for`: every hello's shared peer list is checked with it,
-    and a peer must not be able to fill the memo with large strings)."""
-    return isinstance(text, (str, bytes)) and len(text) == 40 and _decodes_to_32(text)
-
-
-@functools.lru_cache(maxsize=4096)
-def _decodes_to_32(text: str | bytes) -> bool:
-    try:
-        key = text.encode("ascii") if isinstance(text, str) else text
-        return len(z85.decode(key)) == 32
-    except Exception:
-        return False
 
 
 _BANNER = "#   ****  p2pai node identity: CURVE {kind} certificate  ****\n#   Do not share the secret file.\n"

@@ -30,11 +30,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from netcore.config.settings import ConfigError
-from netcore.net.identity import is_z85_key, peer_id_for
+from netcore.config.errors import ConfigError
+from netcore.config.peers import StaticPeer, parse_static_peer
+from netcore.wire.addresses import is_z85_key, peer_id_for
 
 if TYPE_CHECKING:
-    from netcore.config.settings import Config
     from netcore.node import Node
 
 log = logging.getLogger("p2pai.reach")
@@ -58,63 +58,6 @@ SHARED_COOLDOWN_S = 60.0
 SHARED_GRACE_S = 5.0
 """A shared peer is connected to only if mDNS (or its own hello) has not brought it within
 this long: on a LAN, where multicast passes, sharing stays out of the way."""
-
-PEER_FORMAT = "tcp://host:port#<40-character Z85 key>"
-
-
-@dataclass(frozen=True, slots=True)
-class StaticPeer:
-    text: str
-    host: str
-    port: int
-    key: str
-    peer_id: str
-
-    @property
-    def endpoint(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
-
-
-def parse_static_peer(text: str) -> StaticPeer:
-    """``tcp://host:port#key`` as a :class:`StaticPeer`; :class:`ConfigError` names the fix."""
-    raw = text.strip()
-
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"--peer {text!r}: {why}; expected {PEER_FORMAT}")
-
-    if not raw.startswith("tcp://"):
-        raise bad("it must start with tcp://")
-    address, sep, key = raw.removeprefix("tcp://").partition("#")
-    if not sep or not key:
-        raise bad("the peer's public key is missing after '#' (`p2pai peers` shows keys)")
-    if not is_z85_key(key):
-        raise bad("the key is not a 40-character Z85 public key")
-    host, colon, port_text = address.rpartition(":")
-    if not colon or not host:
-        raise bad("host and port are needed")
-    if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
-        raise bad(f"port {port_text!r} is not 1-65535")
-    try:
-        if ipaddress.ip_address(host).version != 4:
-            raise bad("only IPv4 addresses are supported")
-    except ValueError:
-        if not all(part and part.replace("-", "").isalnum() for part in host.split(".")):
-            raise bad(f"{host!r} is neither an IPv4 address nor a host name") from None
-    return StaticPeer(raw, host, int(port_text), key, peer_id_for(key))
-
-
-def check_reach_settings(cfg: Config) -> None:
-    """Config.validate's part for static peers and metrics (one-line :class:`ConfigError`)."""
-    for text in cfg.static_peers:
-        parse_static_peer(text)
-    if cfg.metrics_port is not None and not 0 <= cfg.metrics_port <= 65535:
-        raise ConfigError(f"--metrics-port {cfg.metrics_port}: must be 0-65535")
-    try:
-        ipaddress.ip_address(cfg.metrics_host)
-    except ValueError:
-        raise ConfigError(
-            f"--metrics-host {cfg.metrics_host!r}: give an IP address, e.g. 127.0.0.1"
-        ) from None
 
 
 @dataclass(slots=True)

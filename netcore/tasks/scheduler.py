@@ -417,12 +417,10 @@ class Scheduler:
         timeout: float,
         started: float,
     ) -> TaskOutcome:
-        from netcore.tasks.worker import TaskError
-
         assert self.local is not None
         try:
             outputs, took_us = await self.local(model, sha256, inputs, timeout)
-        except TaskError as exc:
+        except protocol.TaskError as exc:
             return self._finish(
                 task_id, model, started, 1, None, error=(exc.code, exc.message), local=True
             )

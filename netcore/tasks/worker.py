@@ -17,18 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from netcore.models.registry import InputMismatch, ModelError, ModelRegistry, ModelSpec
+from netcore.wire.protocol import TaskError
 
 INLINE_MAX_BYTES = 64 * 1024
 """Inputs up to this size of a quick model run on the event loop (see LoadedModel.is_quick)."""
-
-
-class TaskError(Exception):
-    """A task that ends in a protocol ``error``; ``code`` is the protocol's code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _inference_error(exc: Exception) -> TaskError:

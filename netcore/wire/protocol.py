@@ -92,6 +92,15 @@ connection they were sent on, and a ``cancel`` counts only from the task's reque
 generator seeded from the OS serves: ``os.urandom`` is a system call per task."""
 
 
+class TaskError(Exception):
+    """A task that ends in a protocol ``error``; ``code`` is the protocol's code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def new_id() -> bytes:
     """A fresh 16-byte request id."""
     return _ids.getrandbits(128).to_bytes(ID_LEN, "little")
