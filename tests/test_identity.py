@@ -288,7 +288,7 @@ def test_secret_file_that_is_a_directory(data_dir: Path) -> None:
 
 
 def test_key_checks_are_memoised_only_for_key_sized_strings() -> None:
-    from netcore.net.identity import _decodes_to_32, is_z85_key
+    from netcore.wire.addresses import _decodes_to_32, is_z85_key
 
     before = _decodes_to_32.cache_info().currsize
     assert not is_z85_key("x" * 1_000_000)  # a peer's huge "key" never reaches the memo
