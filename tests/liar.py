@@ -92,11 +92,14 @@ class LyingNode(Node):
         self.worker.execute = lying_execute  # type: ignore[method-assign]
         # Every task takes execute's way (the quick synchronous path would be honest).
         self.worker.run_now = lambda *_args: None  # type: ignore[method-assign]
+        honest_reply = self.server.reply
 
-    def _reply(self, rid: bytes, msg: Mapping[str, Any], to: str | None = None) -> None:
-        if self.mode == "bad_digest" and msg.get("t") == "result":
-            msg = {**msg, "digest": os.urandom(32)}
-        super()._reply(rid, msg, to)
+        def lying_reply(rid: bytes, msg: Mapping[str, Any], to: str | None = None) -> None:
+            if self.mode == "bad_digest" and msg.get("t") == "result":
+                msg = {**msg, "digest": os.urandom(32)}
+            honest_reply(rid, msg, to)
+
+        self.server.reply = lying_reply  # results go out through the task server's reply
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -53,7 +53,7 @@ def tamper_chunks(
     node: Node, monkeypatch: pytest.MonkeyPatch, change: Any, times: int
 ) -> list[int]:
     """Make ``node`` serve altered ``model_chunk`` data ``times`` times; returns the offsets."""
-    real_reply = node._reply
+    real_reply = node.session.reply
     tampered: list[int] = []
 
     def reply(rid: bytes, msg: Mapping[str, Any]) -> None:
@@ -62,7 +62,7 @@ def tamper_chunks(
             msg = {**msg, "data": change(msg["data"])}
         real_reply(rid, msg)
 
-    monkeypatch.setattr(node, "_reply", reply)
+    monkeypatch.setattr(node.session, "reply", reply)
     return tampered
 
 
@@ -134,13 +134,14 @@ async def test_concurrent_tasks_share_one_download(
     wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
     async with running(req_cfg, wrk_cfg) as (requester, worker):
         served: list[int] = []
-        real = requester._serve_model_chunk
+        real = requester.session.on_request
 
-        def count(rid: bytes, msg: dict[str, Any]) -> None:
-            served.append(msg["offset"])
-            real(rid, msg)
+        def count(rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
+            if msg["t"] == "model_get":
+                served.append(msg["offset"])
+            real(rid, peer_id, msg)
 
-        monkeypatch.setattr(requester, "_serve_model_chunk", count)
+        monkeypatch.setattr(requester.session, "on_request", count)
         x = np.arange(6, dtype=np.float32)
         outcomes = await asyncio.gather(
             *(requester.submit("scale", {"x": x + k}) for k in range(8))
@@ -184,7 +185,7 @@ async def test_a_corrupt_chunk_in_the_middle_fails_the_whole_file_hash(
     big_model(tmp_path, req_cfg.data_dir)
     wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
     async with running(req_cfg, wrk_cfg) as (requester, worker):
-        real_reply = requester._reply
+        real_reply = requester.session.reply
         hits: list[int] = []
 
         def reply(rid: bytes, msg: Mapping[str, Any]) -> None:
@@ -197,7 +198,7 @@ async def test_a_corrupt_chunk_in_the_middle_fails_the_whole_file_hash(
                 msg = {**msg, "data": flip_byte(msg["data"])}
             real_reply(rid, msg)
 
-        monkeypatch.setattr(requester, "_reply", reply)
+        monkeypatch.setattr(requester.session, "reply", reply)
         outcome = await requester.submit("scale", {"x": np.ones(3, dtype=np.float32)})
         assert outcome.ok, outcome.error
         assert hits and worker.fetcher.refused == 1 and worker.fetcher.fetched == 1
@@ -254,10 +255,14 @@ async def test_a_model_over_the_size_cap_is_not_fetched(
     )
     async with running(req_cfg, wrk_cfg) as (requester, worker):
         served: list[int] = []
-        real = requester._serve_model_chunk
-        monkeypatch.setattr(
-            requester, "_serve_model_chunk", lambda rid, msg: (served.append(1), real(rid, msg))
-        )
+        real = requester.session.on_request
+
+        def count(rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
+            if msg["t"] == "model_get":
+                served.append(1)
+            real(rid, peer_id, msg)
+
+        monkeypatch.setattr(requester.session, "on_request", count)
         outcome = await requester.submit("digits", load_samples()[0][:2], max_attempts=1)
         assert not outcome.ok and outcome.error_code == "unknown_model"
         assert "at most 10000" in outcome.error

@@ -106,7 +106,7 @@ async def test_node_advertises_its_accelerator_and_refuses_an_unknown_one(
     await node.start()
     try:
         assert node.registry.providers == [CUDA, CPU]
-        assert node._hello(b"x" * 16)["accel"] == ["cuda", "cpu"]
+        assert node.membership.hello(b"x" * 16)["accel"] == ["cuda", "cpu"]
     finally:
         await node.stop()
     bad = Node(loopback_config(tmp_path, "m", unique_network(), mdns=False, provider="tpu"))

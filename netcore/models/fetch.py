@@ -325,3 +325,31 @@ class ModelFetcher:
 
 
 FetchHook = Callable[[str, str, str, float], Awaitable[ModelSpec]]
+
+
+def model_chunk_reply(registry: ModelRegistry, msg: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer to a peer's ``model_get``: a chunk of a model we hold, or an error."""
+    req_id = msg["id"]
+    spec = registry.find(msg["name"], msg["sha256"])
+    if spec is None:
+        return protocol.error(
+            "unknown_model", f"no model {msg['name'][:64]!r} with that sha256", req_id
+        )
+    if msg["length"] > protocol.MAX_CHUNK:
+        return protocol.error("too_large", f"length over {protocol.MAX_CHUNK} bytes", req_id)
+    try:
+        with open(spec.path, "rb") as fh:
+            # Past the end the chunk is empty; clamping also keeps a peer's offset of
+            # 2**62..2**64-1 from failing lseek (EINVAL) or seek itself (ValueError).
+            fh.seek(min(msg["offset"], spec.size))
+            data = fh.read(msg["length"])
+    except OSError as exc:
+        return protocol.error("internal", f"cannot read model: {exc.strerror}", req_id)
+    return {
+        "t": "model_chunk",
+        "id": req_id,
+        "sha256": spec.sha256,
+        "offset": msg["offset"],
+        "data": data,
+        "total": spec.size,
+    }

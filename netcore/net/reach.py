@@ -35,7 +35,7 @@ from netcore.config.peers import StaticPeer, parse_static_peer
 from netcore.wire.addresses import is_z85_key, peer_id_for
 
 if TYPE_CHECKING:
-    from netcore.node import Node
+    from netcore.net.membership import Membership
 
 log = logging.getLogger("p2pai.reach")
 
@@ -82,11 +82,11 @@ class ReachCounters:
 
 
 class PeerReach:
-    """Owned by a :class:`~netcore.node.Node`; all of it runs on the node's loop."""
+    """Owned by a node's :class:`~netcore.net.membership.Membership`; all of it runs on the node's loop."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        cfg = node.config
+    def __init__(self, membership: Membership) -> None:
+        self.membership = membership
+        cfg = membership.config
         self.share = cfg.share_peers
         self.static: list[_StaticState] = []
         for text in cfg.static_peers:
@@ -116,10 +116,10 @@ class PeerReach:
         return fields
 
     def shareable(self) -> list[dict[str, str]]:
-        node = self.node
-        links = node.transport.links if node.transport is not None else {}
+        m = self.membership
+        links = m.transport.links if m.transport is not None else {}
         found: list[dict[str, str]] = []
-        for peer in node.peers:
+        for peer in m.peers:
             if not peer.greeted or not peer.endpoints or peer.state.value != "alive":
                 continue
             link = links.get(peer.peer_id)
@@ -139,8 +139,8 @@ class PeerReach:
         entries = msg.get("peers")
         if not self.share or not isinstance(entries, list):
             return
-        node = self.node
-        if node._stopping or node.identity is None:
+        m = self.membership
+        if m.stopping or m.identity is None:
             return
         now = time.monotonic()
         for entry in entries[:MAX_SHARED_TAKEN]:
@@ -152,16 +152,16 @@ class PeerReach:
                 self.counters.shared_ignored += 1
                 continue
             shared_id = peer_id_for(key)
-            if shared_id == node.identity.peer_id or shared_id in node.peers:
+            if shared_id == m.identity.peer_id or shared_id in m.peers:
                 continue
-            if now < self._cooldown.get(shared_id, 0.0) or shared_id in node._departed:
+            if now < self._cooldown.get(shared_id, 0.0) or shared_id in m.departed:
                 continue
             if shared_id in self._pending:
                 continue
             if len(self._shared) + len(self._pending) >= MAX_SHARED_PEERS:
                 self.counters.shared_ignored += 1
                 continue
-            chosen = node._pick_endpoint([endpoint[:100]])
+            chosen = m.pick_endpoint([endpoint[:100]])
             if chosen is None:
                 self.counters.shared_ignored += 1
                 continue
@@ -170,26 +170,26 @@ class PeerReach:
 
     def _take_pending(self, now: float) -> None:
         """Connect to the shared peers that nothing else brought within the grace period."""
-        node = self.node
+        m = self.membership
         for shared_id, (key, endpoint, since) in list(self._pending.items()):
             if now - since < SHARED_GRACE_S:
                 continue
             del self._pending[shared_id]
-            if shared_id in node.peers or shared_id in node._departed or node._stopping:
+            if shared_id in m.peers or shared_id in m.departed or m.stopping:
                 continue
             if now < self._cooldown.get(shared_id, 0.0):
                 continue
-            peer, _ = node.peers.upsert(shared_id, key, "shared")
+            peer, _ = m.peers.upsert(shared_id, key, "shared")
             peer.endpoints = [endpoint]
             self._shared[shared_id] = now
             self.counters.shared_learned += 1
-            node._connect(peer)
+            m.connect(peer)
 
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Keep static peers connected and shared lists fresh; cancelled when the node stops."""
-        own = self.node.identity.peer_id if self.node.identity else ""
+        own = self.membership.identity.peer_id if self.membership.identity else ""
         for state in self.static:
             if state.peer.peer_id == own:
                 log.warning("--peer %s is this node's own key: ignored", state.peer.text)
@@ -205,8 +205,8 @@ class PeerReach:
             await asyncio.sleep(TICK_S)
 
     async def _keep_static(self, state: _StaticState, now: float) -> None:
-        node = self.node
-        peer = node.peers.get(state.peer.peer_id)
+        m = self.membership
+        peer = m.peers.get(state.peer.peer_id)
         if peer is not None:
             peer.source = "static"
             state.present = True
@@ -215,7 +215,7 @@ class PeerReach:
             elif not peer.announced:
                 # Not up yet: ZeroMQ keeps reconnecting on its own (100 ms to 2 s). Keep the
                 # entry "connecting" instead of letting it turn evasive and expire each cycle.
-                peer.last_seen = peer.last_ping = node.peers.clock()
+                peer.last_seen = peer.last_ping = m.peers.clock()
             return
         if state.present:
             # It left (bye) or expired after being up: connect again, never forget it.
@@ -223,7 +223,7 @@ class PeerReach:
             state.next_try = now + RETRY_MIN_S
             if state.greeted_once:
                 log.info("static peer %s is gone: reconnecting", state.peer.endpoint)
-        if now < state.next_try or node._stopping or node.transport is None:
+        if now < state.next_try or m.stopping or m.transport is None:
             return
         state.next_try = now + state.backoff
         state.attempts += 1
@@ -232,14 +232,14 @@ class PeerReach:
         if endpoint is None:
             state.backoff = min(RETRY_MAX_S, state.backoff * 2)
             return
-        if node._stopping:
+        if m.stopping:
             return
         state.backoff = RETRY_MIN_S
-        peer, _ = node.peers.upsert(state.peer.peer_id, state.peer.key, "static")
+        peer, _ = m.peers.upsert(state.peer.peer_id, state.peer.key, "static")
         peer.endpoints = [endpoint]
         state.present = True
         log.debug("static peer %s: connecting to %s", state.peer.peer_id, endpoint)
-        node._connect(peer)
+        m.connect(peer)
 
     async def _resolve(self, state: _StaticState) -> str | None:
         host = state.peer.host
@@ -262,7 +262,7 @@ class PeerReach:
 
     def _expire_shared(self, now: float) -> None:
         for shared_id in list(self._shared):
-            peer = self.node.peers.get(shared_id)
+            peer = self.membership.peers.get(shared_id)
             if peer is None:
                 # Expired without ever greeting us: unreachable from here, do not retake it soon.
                 del self._shared[shared_id]
@@ -289,19 +289,19 @@ class PeerReach:
 
     def _rehello(self) -> None:
         """Greet again the peers mDNS does not cover, so their replies bring new peers."""
-        node = self.node
-        if not self.share or node._stopping or node.transport is None:
+        m = self.membership
+        if not self.share or m.stopping or m.transport is None:
             return
-        for peer in node.peers:
-            if peer.greeted and not peer.in_mdns and peer.peer_id in node.transport.links:
+        for peer in m.peers:
+            if peer.greeted and not peer.in_mdns and peer.peer_id in m.transport.links:
                 self.counters.rehellos += 1
-                node._on_link(peer.peer_id, True)
+                m.on_link(peer.peer_id, True)
 
     def status(self) -> list[dict[str, Any]]:
         """Static peers and how they are doing (for ``doctor`` and the logs)."""
         rows = []
         for state in self.static:
-            peer = self.node.peers.get(state.peer.peer_id)
+            peer = self.membership.peers.get(state.peer.peer_id)
             rows.append(
                 {
                     "peer": state.peer.text,

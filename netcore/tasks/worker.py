@@ -9,6 +9,7 @@ bound. A task whose budget ran out while it waited is answered ``timeout`` witho
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,8 @@ import numpy as np
 
 from netcore.models.registry import InputMismatch, ModelError, ModelRegistry, ModelSpec
 from netcore.wire.protocol import TaskError
+
+log = logging.getLogger("p2pai.node")
 
 INLINE_MAX_BYTES = 64 * 1024
 """Inputs up to this size of a quick model run on the event loop (see LoadedModel.is_quick)."""
@@ -56,6 +59,29 @@ class Worker:
         self.failed = 0
         self.fetch: Callable[[str, str, str, float], Awaitable[ModelSpec]] | None = None
         """Called with (requester, model, sha256, budget) for a pinned model not held here."""
+
+    async def warm_up(self, delay: float) -> None:
+        """Load every model off the loop, so the first task does not pay for the session.
+
+        It waits ``delay`` first: loading holds the GIL in bursts, and the first moments
+        after the announcement are when every running node connects and greets us (a task
+        that comes meanwhile loads its model itself)."""
+        await asyncio.sleep(delay)
+        loop = asyncio.get_running_loop()
+        for spec in self.registry.specs():
+            try:
+                loaded = await loop.run_in_executor(None, self.registry.load, spec)
+                sample = {
+                    s.name: np.zeros([1 if d == -1 else d for d in (s.shape or ())], dtype=s.dtype)
+                    for s in spec.inputs
+                }
+                # The first run is slow (lazy allocations): time only the ones after it.
+                await loop.run_in_executor(None, loaded.run, sample)
+                loaded.typical_run_s = None
+                for _ in range(5):
+                    await loop.run_in_executor(None, loaded.run, sample)
+            except Exception as exc:
+                log.warning("model %s cannot be loaded: %s", spec.name, exc)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

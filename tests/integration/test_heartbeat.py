@@ -43,14 +43,14 @@ async def test_pings_go_out_on_the_beat_once_per_pair(tmp_path: Path) -> None:
         await asyncio.sleep(1.5)  # let the start-up pings pass
         sent_at: list[float] = []
         for node in nodes:
-            send = node._send_request
+            send = node.membership.send_request
 
             def spy(peer_id: str, msg: Any, send: Any = send) -> bool:
                 if msg.get("t") == "ping":
                     sent_at.append(time.time())
                 return bool(send(peer_id, msg))
 
-            node._send_request = spy  # type: ignore[method-assign]
+            node.membership.send_request = spy  # type: ignore[method-assign]
         await asyncio.sleep(3.2)  # six beats
         # One ping per pair a second (3 pairs, 3 seconds; one spare for a beat at the edge),
         # never both ends of a pair on the same beat...
