@@ -15,7 +15,8 @@ from netcore.net.identity import load_or_create, peer_id_for
 from netcore.net.peers import PeerTable
 from netcore.observe.events import Event, NodeError, PeerQuarantine
 from netcore.trust.keys import TrustError, TrustList, trust_path
-from netcore.trust.manager import FLUSH_EVERY_S, UPTIME_FLUSH_S, ConnectionGuard, TrustManager
+from netcore.net.guard import ConnectionGuard
+from netcore.trust.manager import FLUSH_EVERY_S, UPTIME_FLUSH_S, TrustManager
 from netcore.trust.reputation import UPTIME_JUDGE_S, Reputation
 
 
