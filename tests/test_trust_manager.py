@@ -11,11 +11,11 @@ import zmq
 
 from netcore.config.settings import Config
 from netcore.net.clones import CloneDetector, clone_message
+from netcore.net.guard import ConnectionGuard
 from netcore.net.identity import load_or_create, peer_id_for
 from netcore.net.peers import PeerTable
 from netcore.observe.events import Event, NodeError, PeerQuarantine
 from netcore.trust.keys import TrustError, TrustList, trust_path
-from netcore.net.guard import ConnectionGuard
 from netcore.trust.manager import FLUSH_EVERY_S, UPTIME_FLUSH_S, TrustManager
 from netcore.trust.reputation import UPTIME_JUDGE_S, Reputation
 
