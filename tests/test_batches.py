@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from model_helpers import loopback_config, running, unique_network
 
-from netcore.cli.root import run_tasks
+from netcore.cli.submit import run_tasks
 from netcore.models.registry import LoadedModel, load_manifest, load_samples
 from netcore.tasks.batch import predicted_labels, run_batches
 

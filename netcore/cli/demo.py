@@ -21,6 +21,8 @@ from typing import Any
 
 import click
 
+from netcore.cli.common import CliError, run_async, setup_logging
+from netcore.cli.submit import run_tasks
 from netcore.config.settings import Config
 from netcore.models.registry import load_samples
 
@@ -125,7 +127,6 @@ async def _stop_all(nodes: list[DemoNode]) -> None:
 
 
 async def run_demo(count: int, tasks: int, concurrency: int, as_json: bool) -> int:
-    from netcore.cli.root import CliError, run_tasks
     from netcore.node import Node
     from netcore.tasks.tally import percentile
 
@@ -280,3 +281,32 @@ def _print_summary(result: dict[str, Any]) -> None:
     click.echo("  p2pai node                    a worker on this machine, serving your LAN")
     click.echo("  p2pai submit --wait-peers 2   send the held-out digits to the swarm")
     click.echo("  p2pai peers                   who is out there")
+
+
+@click.command()
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 50),
+    default=3,
+    show_default=True,
+    help="Worker processes to start.",
+)
+@click.option(
+    "--tasks",
+    type=click.IntRange(1, 1_000_000),
+    default=200,
+    show_default=True,
+    help="Tasks to run.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=16,
+    show_default=True,
+    help="Tasks in flight.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print only a JSON summary.")
+def demo(nodes: int, tasks: int, concurrency: int, as_json: bool) -> None:
+    """The one-command demo: N local nodes on 127.0.0.1 find each other and run tasks."""
+    setup_logging("warning")
+    sys.exit(run_async(run_demo(nodes, tasks, concurrency, as_json)))

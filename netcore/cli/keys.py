@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from netcore.cli.root import CliError
+from netcore.cli.common import CliError
 from netcore.config.settings import default_data_dir, default_name
 from netcore.net.identity import IdentityError, load_or_create, peer_id_for
 from netcore.trust.keys import (

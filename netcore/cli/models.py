@@ -1,6 +1,6 @@
 """``p2pai models list|add|remove|show`` and ``p2pai infer``: the model registry from the shell.
 
-Registered on the ``p2pai`` group at the end of :mod:`netcore.cli`.
+Registered on the ``p2pai`` group by :mod:`netcore.cli.root`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from typing import Any
 
 import click
 
-from netcore.cli.root import (
+from netcore.cli.common import (
     CliError,
-    cli,
     common_options,
     make_config,
     run_async,
@@ -292,7 +291,3 @@ def infer(
         return 0
 
     sys.exit(run_async(main()))
-
-
-cli.add_command(models)
-cli.add_command(infer)

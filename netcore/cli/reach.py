@@ -1,7 +1,7 @@
-"""Commands for reach and observability: ``config show``, ``doctor`` and ``serve``.
+"""Commands for reach and observability: ``config show`` and ``doctor``.
 
-Registered on the ``p2pai`` group by :func:`register_reach_commands` (cli.py calls it), so that
-cli.py itself only grows by two lines.
+Registered on the ``p2pai`` group by :func:`register_reach_commands` (:mod:`netcore.cli.root`).
+``serve`` (the console in a browser) comes with the console: :mod:`tui.commands`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import click
 
 
 def register_reach_commands(cli: click.Group) -> None:
-    from netcore.cli.root import CliError, common_options, make_config, run_async, setup_logging
-    from netcore.config.file import reach_options
-    from netcore.config.settings import ConfigError, default_data_dir
+    from netcore.cli.common import common_options, make_config, run_async, setup_logging
 
     # --- p2pai config show -------------------------------------------------------------
 
@@ -103,114 +101,3 @@ def register_reach_commands(cli: click.Group) -> None:
         sys.exit(run_async(main()))
 
     cli.add_command(doctor)
-
-    # --- p2pai serve -------------------------------------------------------------------
-
-    @click.command()
-    @click.option(
-        "--host",
-        default="127.0.0.1",
-        show_default=True,
-        help="Address of the web server. Anyone who reaches it controls a node: "
-        "keep it on loopback, or put it behind an authenticating proxy.",
-    )
-    @click.option(
-        "--port",
-        type=click.IntRange(0, 65535),
-        default=8000,
-        show_default=True,
-        help="Port of the web server (0 picks a free one).",
-    )
-    @click.option(
-        "--interface",
-        "interfaces",
-        multiple=True,
-        envvar="P2PAI_INTERFACE",
-        help="IPv4 address each session's node serves on (repeatable; env "
-        "P2PAI_INTERFACE) [default: the LAN].",
-    )
-    @click.option(
-        "--network",
-        envvar="P2PAI_NETWORK",
-        default="default",
-        show_default=True,
-        help="Swarm name of the sessions' nodes (env P2PAI_NETWORK).",
-    )
-    @click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path),
-        envvar="P2PAI_DATA_DIR",
-        default=None,
-        help="Base directory: session n keeps its identity in "
-        "<data-dir>/sessions/<n> (env P2PAI_DATA_DIR).",
-    )
-    @click.option("--name", default=None, help="Display name; session n is <name>-web<n>.")
-    @click.option(
-        "--log-level",
-        type=click.Choice(["debug", "info", "warning", "error"]),
-        default=None,
-        help="Log level of the server and of each console's log pane.",
-    )
-    @click.option(
-        "--capacity",
-        type=click.IntRange(0, 1024),
-        default=0,
-        help="Tasks each session's node runs at once [default: one per CPU core].",
-    )
-    @click.option(
-        "--max-sessions",
-        type=click.IntRange(1, 64),
-        default=8,
-        show_default=True,
-        help="Browser sessions at once (each runs its own node).",
-    )
-    @reach_options
-    def serve(
-        host: str,
-        port: int,
-        interfaces: tuple[str, ...],
-        network: str,
-        data_dir: Path | None,
-        name: str | None,
-        log_level: str | None,
-        capacity: int,
-        max_sessions: int,
-    ) -> None:
-        """The console in a web browser, at http://HOST:PORT/ (textual-serve).
-
-        Each browser session runs `p2pai console` as its own process with its own node
-        (its identity in <data-dir>/sessions/<n>, its node on a free port); closing the tab,
-        or stopping this command, makes it leave the swarm gracefully.
-        """
-        # Imported here: the web server and Textual stay out of `import netcore`.
-        from tui.serve import ConsoleServer, SessionSpec
-
-        setup_logging(log_level or "info")
-        config = make_config(interfaces, 0, network, data_dir, name, capacity=capacity)
-        try:
-            config.validate()
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
-        spec = SessionSpec.from_config(
-            config,
-            base_dir=data_dir or default_data_dir(),
-            log_level=log_level or "info",
-            config_file=_config_file_argument(),
-        )
-        server = ConsoleServer(spec, host=host, port=port, max_sessions=max_sessions)
-        try:
-            code = server.run()
-        except OSError as exc:
-            raise CliError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        sys.exit(code)
-
-    cli.add_command(serve)
-
-
-def _config_file_argument() -> Path | None:
-    from netcore.config.file import file_settings
-
-    settings = file_settings()
-    if settings is not None and settings.found:
-        return settings.path
-    return None

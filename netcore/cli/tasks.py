@@ -47,7 +47,7 @@ def tasks(
     as_json: bool,
 ) -> None:
     """List submitted tasks and their outcomes, newest first (from the journal)."""
-    from netcore.cli.root import CliError
+    from netcore.cli.common import CliError
 
     base = data_dir or default_data_dir()
     # `submit` keeps its journal with the client identity; a console's node keeps its own.
