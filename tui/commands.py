@@ -13,8 +13,10 @@ import click
 
 from netcore.cli.common import (
     CliError,
+    capacity_option,
     common_options,
     make_config,
+    provider_option,
     setup_logging,
     trust_option,
 )
@@ -31,19 +33,8 @@ from netcore.config.settings import ConfigError, default_data_dir
     show_default=True,
     help="Also start N headless peers on 127.0.0.1 (a private swarm) that stop with the console.",
 )
-@click.option(
-    "--capacity",
-    type=click.IntRange(0, 1024),
-    default=0,
-    help="Tasks run at once [default: one per CPU core].",
-)
-@click.option(
-    "--provider",
-    envvar="P2PAI_PROVIDER",
-    default="",
-    help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
-    "(env P2PAI_PROVIDER) [default: the best available].",
-)
+@capacity_option()
+@provider_option
 @trust_option
 def console(
     interfaces: tuple[str, ...] = (),
@@ -122,12 +113,7 @@ def console(
     default=None,
     help="Log level of the server and of each console's log pane.",
 )
-@click.option(
-    "--capacity",
-    type=click.IntRange(0, 1024),
-    default=0,
-    help="Tasks each session's node runs at once [default: one per CPU core].",
-)
+@capacity_option("Tasks each session's node runs at once [default: one per CPU core].")
 @click.option(
     "--max-sessions",
     type=click.IntRange(1, 64),

@@ -180,3 +180,29 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
         raise CliError(str(exc)) from None
     except ModelError as exc:
         raise CliError(str(exc)) from None
+
+
+def capacity_option(help: str = "Tasks run at once [default: one per CPU core].") -> Any:
+    """--capacity, for commands that run a worker."""
+    return click.option("--capacity", type=click.IntRange(0, 1024), default=0, help=help)
+
+
+provider_option = click.option(
+    "--provider",
+    envvar="P2PAI_PROVIDER",
+    default="",
+    help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
+    "(env P2PAI_PROVIDER) [default: the best available].",
+)
+"""--provider, for commands that run models."""
+
+
+def data_dir_option(help: str) -> Any:
+    """--data-dir for commands that read the data dir without hosting a node."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="P2PAI_DATA_DIR",
+        default=None,
+        help=f"{help} (env P2PAI_DATA_DIR) [default: {default_data_dir()}]",
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from netcore.cli.common import CliError
+from netcore.cli.common import CliError, data_dir_option
 from netcore.config.settings import default_data_dir, default_name
 from netcore.net.identity import IdentityError, load_or_create, peer_id_for
 from netcore.trust.keys import (
@@ -31,15 +31,7 @@ from netcore.trust.keys import (
 from netcore.trust.reputation import FIELDS, Stats, quarantine_reason, score
 from netcore.trust.store import Store, StoreError, db_path
 
-
-def _data_dir_option(func: Any) -> Any:
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        envvar="P2PAI_DATA_DIR",
-        default=None,
-        help=f"The base data dir (env P2PAI_DATA_DIR) [default: {default_data_dir()}]",
-    )(func)
+_data_dir_option = data_dir_option("The base data dir")
 
 
 def _load_trust(base: Path) -> TrustList:

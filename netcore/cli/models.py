@@ -15,6 +15,7 @@ import click
 from netcore.cli.common import (
     CliError,
     common_options,
+    data_dir_option,
     make_config,
     run_async,
     setup_logging,
@@ -24,15 +25,7 @@ from netcore.config.settings import Config, default_data_dir
 from netcore.models.registry import ModelError, ModelSpec
 from netcore.models.store import add_model, read_labels, remove_models, stored_models
 
-
-def _data_dir_option(func: Any) -> Any:
-    return click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        envvar="P2PAI_DATA_DIR",
-        default=None,
-        help=f"Keys, models and history (env P2PAI_DATA_DIR) [default: {default_data_dir()}]",
-    )(func)
+_data_dir_option = data_dir_option("Keys, models and history")
 
 
 def _registry(data_dir: Path) -> Any:

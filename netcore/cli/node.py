@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 
 from netcore.cli.common import (
+    capacity_option,
     common_options,
     make_config,
+    provider_option,
     run_async,
     setup_logging,
     trust_option,
@@ -29,12 +31,7 @@ def event_line(event: Event) -> str:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON object a line per event on stdout."
 )
-@click.option(
-    "--capacity",
-    type=click.IntRange(0, 1024),
-    default=0,
-    help="Tasks run at once [default: one per CPU core].",
-)
+@capacity_option()
 @click.option(
     "--queue-limit",
     type=click.IntRange(0, 100_000),
@@ -43,13 +40,7 @@ def event_line(event: Event) -> str:
     help="Tasks waiting beyond capacity before 'overloaded'.",
 )
 @click.option("--client-only", is_flag=True, help="Run no tasks (empty caps); only submit.")
-@click.option(
-    "--provider",
-    envvar="P2PAI_PROVIDER",
-    default="",
-    help="onnxruntime execution provider: cuda, rocm, coreml, directml or cpu "
-    "(env P2PAI_PROVIDER) [default: the best available].",
-)
+@provider_option
 @trust_option
 def node(
     interfaces: tuple[str, ...],
