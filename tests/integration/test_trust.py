@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
+from liar import LyingNode
 
 from netcore.config.settings import Config
 from netcore.models.registry import load_samples
@@ -31,9 +31,6 @@ from netcore.observe.events import Event, NodeError, PeerQuarantine, PeerUp
 from netcore.tasks.verify import SpotChecker, Verifier
 from netcore.trust.keys import TrustList, trust_path
 from netcore.wire import protocol
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from liar import LyingNode
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,12 @@ process a test starts is stopped by PID. Tests wait on conditions, never on fixe
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import numpy as np
+from model_helpers import LOOPBACK
 
 from netcore.config.settings import Config
 from netcore.net.peers import Peer, PeerState, PeerTable
@@ -29,30 +28,6 @@ from netcore.observe.events import (
     TaskRetry,
 )
 from netcore.tasks.scheduler import TaskOutcome
-
-LOOPBACK = "127.0.0.1"
-
-
-def unique_network(prefix: str = "tui") -> str:
-    return f"{prefix}-{uuid4().hex[:8]}"
-
-
-def loopback_config(tmp_path: Path, name: str, network: str, **extra: Any) -> Config:
-    """A node config that serves on 127.0.0.1 only, with its data under ``tmp_path``."""
-    return Config(
-        interfaces=(LOOPBACK,), network=network, data_dir=tmp_path / name, name=name, **extra
-    )
-
-
-async def wait_until(
-    condition: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Poll ``condition`` on the running loop (the app keeps working meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class FrozenClock:

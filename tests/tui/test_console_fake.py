@@ -6,7 +6,8 @@ import asyncio
 import logging
 import threading
 
-from console_fakes import FakeNode, FrozenClock, digit_samples, wait_until
+from console_fakes import FakeNode, FrozenClock, digit_samples
+from model_helpers import wait_until
 from textual.widgets._toast import Toast
 
 from tui.app import PEER_LINGER_S, P2PConsole

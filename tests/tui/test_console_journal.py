@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from console_fakes import loopback_config, unique_network, wait_until
+from model_helpers import loopback_config, unique_network, wait_until
 
 from netcore.models.registry import load_samples
 from netcore.node import Node

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from console_fakes import loopback_config, unique_network, wait_until
+from model_helpers import loopback_config, unique_network, wait_until
 
 from netcore.node import Node
 from tui.app import BURST, P2PConsole

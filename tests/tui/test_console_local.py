@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
-from console_fakes import loopback_config, unique_network
+from model_helpers import loopback_config, unique_network
 
 from netcore.config.settings import Config
 from netcore.node import Node

@@ -6,7 +6,8 @@ import io
 import json
 import logging
 
-from console_fakes import FakeNode, FrozenClock, digit_samples, wait_until
+from console_fakes import FakeNode, FrozenClock, digit_samples
+from model_helpers import wait_until
 
 from netcore.observe.logs import configure
 from tui.app import P2PConsole

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from console_fakes import FakeNode, FrozenClock, digit_samples, wait_until
+from console_fakes import FakeNode, FrozenClock, digit_samples
+from model_helpers import wait_until
 from textual.pilot import Pilot
 
 from tui.app import P2PConsole

@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import psutil
 import pytest
-from console_fakes import unique_network
+from model_helpers import unique_network
 
 TMUX = shutil.which("tmux")
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")

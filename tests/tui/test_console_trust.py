@@ -6,14 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from console_fakes import (
-    FakeNode,
-    FrozenClock,
-    digit_samples,
-    loopback_config,
-    unique_network,
-    wait_until,
-)
+from console_fakes import FakeNode, FrozenClock, digit_samples
+from model_helpers import loopback_config, unique_network, wait_until
 
 from netcore.net.peers import Peer
 from netcore.node import Node
