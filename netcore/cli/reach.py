@@ -15,8 +15,8 @@ import click
 
 
 def register_reach_commands(cli: click.Group) -> None:
+    from netcore.cli.config_options import reach_options
     from netcore.cli.root import CliError, common_options, make_config, run_async, setup_logging
-    from netcore.config.file import reach_options
     from netcore.config.settings import ConfigError, default_data_dir
 
     # --- p2pai config show -------------------------------------------------------------
@@ -45,7 +45,7 @@ def register_reach_commands(cli: click.Group) -> None:
         Precedence: a flag, then the environment (P2PAI_*), then the config file, then the
         default. The output (without --json) is itself a valid config file.
         """
-        from netcore.config.file import describe, foreign_option_settings, to_toml
+        from netcore.cli.config_show import describe, foreign_option_settings, to_toml
 
         config = make_config(
             interfaces, port, network, data_dir, name, **foreign_option_settings(ctx)
@@ -208,7 +208,7 @@ def register_reach_commands(cli: click.Group) -> None:
 
 
 def _config_file_argument() -> Path | None:
-    from netcore.config.file import file_settings
+    from netcore.cli.config_file import file_settings
 
     settings = file_settings()
     if settings is not None and settings.found:

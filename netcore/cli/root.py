@@ -17,12 +17,8 @@ from typing import Any
 import click
 import numpy as np
 
-from netcore.config.file import (
-    config_extras,
-    current_log_format,
-    group_config_option,
-    reach_options,
-)
+from netcore.cli.config_file import config_extras, current_log_format
+from netcore.cli.config_options import group_config_option, reach_options
 from netcore.config.settings import Config, default_data_dir, default_name
 from netcore.models.registry import ModelError, load_samples
 from netcore.observe.events import Event, event_kinds
