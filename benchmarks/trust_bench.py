@@ -44,7 +44,8 @@ import zmq
 from netcore.config.settings import Config
 from netcore.models.registry import load_samples
 from netcore.node import Node
-from netcore.tasks.verify import SpotChecker, Verifier
+from netcore.tasks.spot_checks import SpotChecker
+from netcore.tasks.verify import Verifier
 
 LOOPBACK = "127.0.0.1"
 MODES = (

@@ -11,8 +11,8 @@ import pytest
 import zmq
 from click.testing import CliRunner
 
+from netcore.cli.config_file import default_config_path
 from netcore.cli.root import cli
-from netcore.config.file import default_config_path
 from netcore.config.peers import parse_static_peer
 from netcore.config.settings import ConfigError
 
@@ -129,7 +129,7 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_serve_port_only_from_its_table(tmp_path: Path) -> None:
-    from netcore.config.file import TABLE_ONLY
+    from netcore.cli.config_file import TABLE_ONLY
 
     assert "port" in TABLE_ONLY["serve"]
 
@@ -184,7 +184,7 @@ def test_reach_modules_import_no_textual_or_rich() -> None:
 
     code = (
         "import json, sys\n"
-        "import netcore.observe.metrics, netcore.doctor.checks, netcore.net.reach, netcore.config.file\n"
+        "import netcore.observe.metrics, netcore.doctor.checks, netcore.net.reach, netcore.cli.config_file\n"
         "import netcore.observe.logs, netcore.cli.reach, netcore.cli\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))))"
     )

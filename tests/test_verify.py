@@ -12,13 +12,9 @@ import pytest
 from trust_fakes import INPUTS, FakeSwarm, corrupt, fails, says, silent
 
 from netcore.tasks import scheduler as scheduler_module
-from netcore.tasks.verify import (
-    SpotChecker,
-    VerifiedOutcome,
-    Verifier,
-    build_verifier,
-    verify_summary,
-)
+from netcore.tasks.spot_checks import SpotChecker
+from netcore.tasks.verify import Verifier, build_verifier, verify_summary
+from netcore.tasks.votes import VerifiedOutcome
 
 GUARD_S = 10.0
 

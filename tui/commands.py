@@ -20,7 +20,8 @@ from netcore.cli.common import (
     setup_logging,
     trust_option,
 )
-from netcore.config.file import current_log_format, file_settings, reach_options
+from netcore.cli.config_file import current_log_format, file_settings
+from netcore.cli.config_options import reach_options
 from netcore.config.settings import ConfigError, default_data_dir
 
 

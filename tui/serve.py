@@ -106,7 +106,7 @@ class SessionSpec:
     def from_config(
         cls, config: Config, base_dir: Path, log_level: str, config_file: Path | None
     ) -> SessionSpec:
-        from netcore.config.file import current_log_format
+        from netcore.cli.config_file import current_log_format
 
         return cls(
             base_dir=Path(base_dir),

@@ -12,11 +12,8 @@ from typing import Any
 
 import click
 
-from netcore.config.file import (
-    config_extras,
-    current_log_format,
-    reach_options,
-)
+from netcore.cli.config_file import config_extras, current_log_format
+from netcore.cli.config_options import reach_options
 from netcore.config.settings import Config, default_data_dir, default_name
 from netcore.models.registry import ModelError
 from netcore.observe.logs import configure as configure_logging

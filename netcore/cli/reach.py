@@ -43,7 +43,7 @@ def register_reach_commands(cli: click.Group) -> None:
         Precedence: a flag, then the environment (P2PAI_*), then the config file, then the
         default. The output (without --json) is itself a valid config file.
         """
-        from netcore.config.file import describe, foreign_option_settings, to_toml
+        from netcore.cli.config_show import describe, foreign_option_settings, to_toml
 
         config = make_config(
             interfaces, port, network, data_dir, name, **foreign_option_settings(ctx)

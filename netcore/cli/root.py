@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 import click
 
 from netcore.bench.runner import register as register_bench
+from netcore.cli.config_options import group_config_option
 from netcore.cli.demo import demo
 from netcore.cli.keys import keys, reputation
 from netcore.cli.models import infer, models
@@ -22,9 +23,6 @@ from netcore.cli.peers import peers
 from netcore.cli.reach import register_reach_commands
 from netcore.cli.submit import submit
 from netcore.cli.tasks import tasks
-from netcore.config.file import (
-    group_config_option,
-)
 
 log = logging.getLogger("p2pai")
 

@@ -18,6 +18,9 @@ disagreeing as a vote lost (:mod:`netcore.trust.reputation`); without a majority
 known-answer task: a held-out sample whose label the reference model gets right, to the
 usable worker checked least so far. A wrong label is a failed spot check. A worker cannot
 tell such tasks from real ones.
+
+The vote counting lives in :mod:`netcore.tasks.votes`, the known-answer samples in
+:mod:`netcore.tasks.spot_checks`.
 """
 
 from __future__ import annotations
@@ -25,122 +28,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from netcore.tasks.scheduler import TERMINAL_CODES, TaskOutcome
+from netcore.tasks.spot_checks import SpotChecker
+from netcore.tasks.votes import (
+    MAX_REDUNDANCY,
+    VOTE_MODES,
+    VerifiedOutcome,
+    VerifyStats,
+    VoteKeys,
+    no_majority_reason,
+    quarantine_note,
+)
 from netcore.wire import protocol
 
 log = logging.getLogger("p2pai.verify")
-
-VOTE_MODES = ("digest", "label")
-MAX_REDUNDANCY = 9
-
-
-@dataclass(slots=True)
-class VerifiedOutcome(TaskOutcome):
-    """A :class:`TaskOutcome` accepted (or refused) by a vote."""
-
-    redundancy: int = 1
-    agreeing: int = 0
-    """Results in the accepted majority (so far)."""
-    voters: list[str] = field(default_factory=list)
-    """Workers whose result was compared when the vote ended."""
-    dissenters: list[str] = field(default_factory=list)
-    """Workers whose result disagreed with the accepted one (when the vote ended)."""
-
-
-@dataclass(slots=True)
-class VerifyStats:
-    tasks: int = 0
-    accepted: int = 0
-    no_majority: int = 0
-    too_few_workers: int = 0
-    votes_won: int = 0
-    votes_lost: int = 0
-    extra_attempts: int = 0
-    spot_checks: int = 0
-    spot_passed: int = 0
-    spot_failed: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-class SpotChecker:
-    """Known-answer samples for one model and a rate (a share of tasks, 0-1)."""
-
-    def __init__(
-        self,
-        model: str,
-        samples: np.ndarray,
-        labels: np.ndarray,
-        rate: float,
-        seed: int | None = None,
-    ) -> None:
-        if not 0 <= rate <= 1:
-            raise ValueError("spot-check rate must be between 0 and 1")
-        if len(samples) == 0 or len(samples) != len(labels):
-            raise ValueError("spot checks need labelled samples")
-        self.model = model
-        self.samples = samples
-        self.labels = labels
-        self.rate = rate
-        self.rng = random.Random(seed)
-        self.credit = 0.0
-        self.checked: Counter[str] = Counter()
-
-    @classmethod
-    def from_reference(
-        cls,
-        model: str,
-        samples: np.ndarray,
-        labels: np.ndarray,
-        rate: float,
-        registry: Any = None,
-        seed: int | None = None,
-    ) -> SpotChecker:
-        """Keep the samples the reference model (when we hold it) labels right: those have a
-        known answer an honest worker gives too."""
-        spec = registry.find(model) if registry is not None else None
-        if spec is not None and spec.label_output and spec.inputs:
-            try:
-                loaded = registry.load(spec)
-                got = loaded.run({spec.inputs[0].name: samples.astype(spec.inputs[0].dtype)})
-                predicted = np.asarray(got[spec.label_output]).reshape(len(samples), -1)[:, 0]
-                keep = predicted == np.asarray(labels).reshape(-1)
-                if keep.any():
-                    samples, labels = samples[keep], np.asarray(labels)[keep]
-            except Exception as exc:  # no reference: the dataset's labels stand
-                log.debug("spot checks without a reference model: %s", exc)
-        return cls(model, samples, np.asarray(labels), rate, seed)
-
-    def due(self, model: str) -> int:
-        """Spot checks to send along with one task of ``model``."""
-        if model != self.model or self.rate <= 0:
-            return 0
-        self.credit += self.rate
-        count = int(self.credit)
-        self.credit -= count
-        return count
-
-    def pick(self, peer_ids: list[str]) -> str | None:
-        if not peer_ids:
-            return None
-        least = min(self.checked[p] for p in peer_ids)
-        choice = self.rng.choice([p for p in peer_ids if self.checked[p] == least])
-        self.checked[choice] += 1
-        return choice
-
-    def sample(self) -> tuple[np.ndarray, int]:
-        index = self.rng.randrange(len(self.samples))
-        return self.samples[index : index + 1], int(np.asarray(self.labels).reshape(-1)[index])
 
 
 class Verifier:
@@ -164,7 +71,7 @@ class Verifier:
         self.extra = redundancy if extra is None else extra
         self.spot = spot
         self.stats = VerifyStats()
-        self._labels: dict[str, str | None] = {}
+        self.keys = VoteKeys(node, vote)
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -211,48 +118,6 @@ class Verifier:
 
     # --- voting ----------------------------------------------------------------------------
 
-    def label_name(self, model: str, outcome: TaskOutcome | None = None) -> str | None:
-        """The model's label output: from our own copy if we hold it, else as most workers
-        advertise it (never from one answer alone: a liar picks its own)."""
-        if model in self._labels:
-            return self._labels[model]
-        name: str | None = None
-        registry = getattr(self.node, "registry", None)
-        spec = registry.find(model) if registry is not None else None
-        if spec is not None:
-            name = spec.label_output
-        else:
-            seen: Counter[str] = Counter()
-            for peer in self.node.peers:
-                for entry in peer.models:
-                    if entry.get("name") == model and isinstance(entry.get("label_output"), str):
-                        seen[entry["label_output"]] += 1
-            if seen:
-                name = seen.most_common(1)[0][0]
-            elif outcome is not None:
-                name = outcome.label_output
-        if name is not None:
-            self._labels[model] = name
-        return name
-
-    def vote_key(self, model: str, outcome: TaskOutcome) -> bytes:
-        if self.vote == "digest":
-            return b"D" + outcome.digest
-        name = self.label_name(model, outcome)
-        arr = outcome.outputs.get(name) if name else None
-        if arr is None:
-            return b"missing-label"
-        arr = np.ascontiguousarray(arr)
-        return b"L" + f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes()
-
-    def _describe(self, model: str, outcome: TaskOutcome) -> str:
-        name = self.label_name(model, outcome)
-        arr = outcome.outputs.get(name) if name else None
-        if arr is not None and arr.size:
-            shown = ",".join(str(v) for v in np.asarray(arr).reshape(-1)[:3].tolist())
-            return f"label {shown}"
-        return f"digest {outcome.digest.hex()[:8]}"
-
     async def _vote(
         self, model: str, inputs: Mapping[str, np.ndarray] | np.ndarray, options: dict[str, Any]
     ) -> TaskOutcome:
@@ -268,7 +133,7 @@ class Verifier:
             return self._failed(
                 task_id, model, started, 0, "too_few_workers",
                 f"redundancy {k} needs {k} distinct usable workers with model {model!r}; "
-                f"{len(usable)} usable{self._quarantine_note()}",
+                f"{len(usable)} usable{quarantine_note(self.node.peers)}",
             )  # fmt: skip
         claimed: set[str] = set()
 
@@ -291,7 +156,7 @@ class Verifier:
                 for task in done:
                     outcome = task.result()
                     if outcome.ok:
-                        groups.setdefault(self.vote_key(model, outcome), []).append(outcome)
+                        groups.setdefault(self.keys.key(model, outcome), []).append(outcome)
                     else:
                         failures.append(outcome)
                         if outcome.error_code in TERMINAL_CODES:
@@ -326,7 +191,11 @@ class Verifier:
         self.stats.no_majority += 1
         return self._failed(
             task_id, model, started, launched, "no_majority",
-            self._no_majority_reason(model, groups, failures, launched),
+            no_majority_reason(
+                k, groups, failures, launched,
+                lambda outcome: self.keys.describe(model, outcome),
+                quarantine_note(self.node.peers),
+            ),
         )  # fmt: skip
 
     def _accept(
@@ -363,7 +232,7 @@ class Verifier:
             outputs=first.outputs,
             took_us=first.took_us,
             digest=first.digest,
-            label_output=self.label_name(model, first) or first.label_output,
+            label_output=self.keys.label_name(model, first) or first.label_output,
             redundancy=self.redundancy,
             agreeing=len(groups[winner]),
             voters=voters,
@@ -378,7 +247,7 @@ class Verifier:
         self.stats.votes_lost += 1
         log.info(
             "worker %s disagreed with the majority on a %s task (%s)",
-            (outcome.worker or "?")[:8], model, self._describe(model, outcome),
+            (outcome.worker or "?")[:8], model, self.keys.describe(model, outcome),
         )  # fmt: skip
         self._record(outcome.worker, "votes_lost")
 
@@ -393,37 +262,10 @@ class Verifier:
                 continue
             if not outcome.ok:
                 continue  # the scheduler already counted its failure or timeout
-            if self.vote_key(model, outcome) == winner:
+            if self.keys.key(model, outcome) == winner:
                 self._won(outcome.worker)
             else:
                 self._lost(model, outcome)
-
-    def _no_majority_reason(
-        self,
-        model: str,
-        groups: dict[bytes, list[TaskOutcome]],
-        failures: list[TaskOutcome],
-        launched: int,
-    ) -> str:
-        parts = []
-        for members in sorted(groups.values(), key=len, reverse=True):
-            workers = ", ".join((m.worker or "?")[:8] for m in members[:3])
-            parts.append(f"{len(members)}x {self._describe(model, members[0])} ({workers})")
-        if failures:
-            codes = Counter(f.error_code or "failed" for f in failures)
-            parts.append("failed: " + ", ".join(f"{n}x {code}" for code, n in codes.most_common()))
-        answers = "; ".join(parts) or "no answers"
-        return (
-            f"no majority of {self.redundancy} after {launched} attempt(s) on distinct workers "
-            f"({answers}); no other usable worker to ask{self._quarantine_note()}"
-        )
-
-    def _quarantine_note(self) -> str:
-        held = [p for p in self.node.peers if getattr(p, "quarantine", "")]
-        if not held:
-            return ""
-        names = ", ".join(p.name or p.peer_id[:8] for p in held[:3])
-        return f" ({len(held)} quarantined: {names})"
 
     def _failed(
         self, task_id: str, model: str, started: float, attempts: int, code: str, message: str
@@ -455,12 +297,8 @@ class Verifier:
         )
         if not outcome.ok or outcome.worker != target:
             return  # a failure or timeout: the scheduler counted it already
-        name = self.label_name(model, outcome)
-        arr = outcome.outputs.get(name) if name else None
-        try:
-            got = int(np.asarray(arr).reshape(-1)[0]) if arr is not None and arr.size else None
-        except (TypeError, ValueError, OverflowError):
-            got = None
+        name = self.keys.label_name(model, outcome)
+        got = spot.answer(outcome.outputs.get(name) if name else None)
         if got == expected:
             self.stats.spot_passed += 1
             self._record(target, "spot_passed")

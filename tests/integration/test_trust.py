@@ -28,7 +28,8 @@ from netcore.models.registry import load_samples
 from netcore.net.identity import peer_id_for
 from netcore.node import Node
 from netcore.observe.events import Event, NodeError, PeerQuarantine, PeerUp
-from netcore.tasks.verify import SpotChecker, Verifier
+from netcore.tasks.spot_checks import SpotChecker
+from netcore.tasks.verify import Verifier
 from netcore.trust.keys import TrustList, trust_path
 from netcore.wire import protocol
 
