@@ -10,20 +10,10 @@ import pytest
 from trust_fakes import INPUTS, FakeSwarm, corrupt, fails, says, silent
 
 from netcore.net.peers import Peer
-from netcore.tasks import scheduler as scheduler_module
 
 GUARD_S = 10.0
 
-
-class FixedRandom:
-    @staticmethod
-    def random() -> float:
-        return 0.5
-
-
-@pytest.fixture(autouse=True)
-def _no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "random", FixedRandom())
+pytestmark = pytest.mark.usefixtures("no_jitter")
 
 
 @pytest.fixture

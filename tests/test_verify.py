@@ -11,23 +11,13 @@ import numpy as np
 import pytest
 from trust_fakes import INPUTS, FakeSwarm, corrupt, fails, says, silent
 
-from netcore.tasks import scheduler as scheduler_module
 from netcore.tasks.spot_checks import SpotChecker
 from netcore.tasks.verify import Verifier, build_verifier, verify_summary
 from netcore.tasks.votes import VerifiedOutcome
 
 GUARD_S = 10.0
 
-
-class FixedRandom:
-    @staticmethod
-    def random() -> float:
-        return 0.5
-
-
-@pytest.fixture(autouse=True)
-def _no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "random", FixedRandom())
+pytestmark = pytest.mark.usefixtures("no_jitter")
 
 
 @pytest.fixture
