@@ -184,7 +184,7 @@ def test_reach_modules_import_no_textual_or_rich() -> None:
 
     code = (
         "import json, sys\n"
-        "import netcore.observe.metrics, netcore.doctor.checks, netcore.net.reach, netcore.cli.config_file\n"
+        "import netcore.observe.metrics, netcore.doctor, netcore.net.reach, netcore.cli.config_file\n"
         "import netcore.observe.logs, netcore.cli.reach, netcore.cli\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))))"
     )

@@ -12,7 +12,8 @@ import zmq
 import zmq.auth
 
 from netcore.net import identity
-from netcore.net.identity import Identity, IdentityError, load, load_or_create, peer_id_for
+from netcore.net.identity import Identity, IdentityError, load, load_or_create
+from netcore.wire.addresses import peer_id_for
 
 Z85_ALPHABET = (
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from netcore.config.settings import Config, ConfigError
-from netcore.net.identity import load_or_create, peer_id_for
+from netcore.net.identity import load_or_create
 from netcore.trust.keys import (
     TrustError,
     TrustList,
@@ -22,6 +22,7 @@ from netcore.trust.keys import (
     read_key_file,
     trust_path,
 )
+from netcore.wire.addresses import peer_id_for
 
 
 def new_key() -> str:

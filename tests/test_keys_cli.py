@@ -9,8 +9,8 @@ import zmq
 from click.testing import CliRunner, Result
 
 from netcore.cli.root import cli
-from netcore.net.identity import peer_id_for
 from netcore.trust.store import ReputationDelta, Store, db_path
+from netcore.wire.addresses import peer_id_for
 
 
 def p2pai(*args: str) -> Result:

@@ -12,12 +12,13 @@ import zmq
 from netcore.config.settings import Config
 from netcore.net.clones import CloneDetector, clone_message
 from netcore.net.guard import ConnectionGuard
-from netcore.net.identity import load_or_create, peer_id_for
+from netcore.net.identity import load_or_create
 from netcore.net.peers import PeerTable
 from netcore.observe.events import Event, NodeError, PeerQuarantine
 from netcore.trust.keys import TrustError, TrustList, trust_path
 from netcore.trust.manager import FLUSH_EVERY_S, UPTIME_FLUSH_S, TrustManager
 from netcore.trust.reputation import UPTIME_JUDGE_S, Reputation
+from netcore.wire.addresses import peer_id_for
 
 
 def new_key() -> str:

@@ -19,7 +19,7 @@ import click
 
 from netcore.cli.common import CliError, data_dir_option
 from netcore.config.settings import default_data_dir, default_name
-from netcore.net.identity import IdentityError, load_or_create, peer_id_for
+from netcore.net.identity import IdentityError, load_or_create
 from netcore.trust.keys import (
     CLIENT_DIR,
     TrustError,
@@ -30,6 +30,7 @@ from netcore.trust.keys import (
 )
 from netcore.trust.reputation import FIELDS, Stats, quarantine_reason, score
 from netcore.trust.store import Store, StoreError, db_path
+from netcore.wire.addresses import peer_id_for
 
 _data_dir_option = data_dir_option("The base data dir")
 

@@ -85,7 +85,7 @@ def register_reach_commands(cli: click.Group) -> None:
         names, duplicate ids), TCP connections to the nodes found and to static --peer
         entries, clocks and firewalls. Exit status: 0 no problem, 2 problems found.
         """
-        from netcore.doctor.checks import exit_code, run_doctor
+        from netcore.doctor import exit_code, run_doctor
 
         setup_logging(log_level or "error")
         config = make_config(interfaces, port, network, data_dir, name, caps=(), advertise=False)

@@ -20,7 +20,8 @@ from typing import Any
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from netcore.net.identity import Identity, is_z85_key, peer_id_for
+from netcore.net.identity import Identity
+from netcore.wire.addresses import is_z85_key, peer_id_for
 
 log = logging.getLogger("p2pai.discovery")
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netcore.net.identity import PUBLIC_FILE, SECRET_FILE, is_z85_key, peer_id_for
+from netcore.net.identity import PUBLIC_FILE, SECRET_FILE
+from netcore.wire.addresses import is_z85_key, peer_id_for
 
 TRUST_FILE = "trusted.json"
 CLIENT_DIR = "client"

@@ -26,7 +26,7 @@ from typing import Any
 
 from netcore.net.clones import CloneDetector
 from netcore.net.guard import ConnectionGuard
-from netcore.net.identity import Identity, peer_id_for
+from netcore.net.identity import Identity
 from netcore.net.peers import Peer, PeerState, PeerTable
 from netcore.net.transport import TrustPolicy
 from netcore.observe.events import Event, NodeError, PeerQuarantine
@@ -40,6 +40,7 @@ from netcore.trust.keys import (
 )
 from netcore.trust.reputation import Change, Reputation, cost_factor
 from netcore.trust.store import ReputationDelta, Store, StoreError, db_path
+from netcore.wire.addresses import peer_id_for
 
 log = logging.getLogger("p2pai.trust")
 

@@ -25,13 +25,13 @@ from liar import LyingNode
 
 from netcore.config.settings import Config
 from netcore.models.registry import load_samples
-from netcore.net.identity import peer_id_for
 from netcore.node import Node
 from netcore.observe.events import Event, NodeError, PeerQuarantine, PeerUp
 from netcore.tasks.spot_checks import SpotChecker
 from netcore.tasks.verify import Verifier
 from netcore.trust.keys import TrustList, trust_path
 from netcore.wire import protocol
+from netcore.wire.addresses import peer_id_for
 
 pytestmark = pytest.mark.integration
 
