@@ -741,7 +741,7 @@ def console(
         **({"trust": trust} if trust else {}),
     )
     # Imported here so that `import netcore` never loads Textual.
-    from tui.app import run_console
+    from tui.run import run_console
 
     sys.exit(
         run_console(

@@ -9,7 +9,8 @@ import threading
 from console_fakes import FakeNode, FrozenClock, digit_samples, wait_until
 from textual.widgets._toast import Toast
 
-from tui.app import PEER_LINGER_S, P2PConsole
+from tui.app import P2PConsole
+from tui.peer_rows import PEER_LINGER_S
 from tui.screens import HelpScreen, ModelPickerScreen, NodeErrorScreen
 from tui.state import DONE, QUEUED, RETRYING
 
