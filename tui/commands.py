@@ -60,7 +60,7 @@ def console(
         provider=provider,
         **({"trust": trust} if trust else {}),
     )
-    from tui.app import run_console  # Textual loads only now
+    from tui.run import run_console  # Textual loads only now
 
     sys.exit(
         run_console(

@@ -10,7 +10,8 @@ from console_fakes import FakeNode, FrozenClock, digit_samples
 from model_helpers import wait_until
 from textual.widgets._toast import Toast
 
-from tui.app import PEER_LINGER_S, P2PConsole
+from tui.app import P2PConsole
+from tui.peer_rows import PEER_LINGER_S
 from tui.screens import HelpScreen, ModelPickerScreen, NodeErrorScreen
 from tui.state import DONE, QUEUED, RETRYING
 

@@ -17,6 +17,7 @@ from model_helpers import loopback_config, unique_network
 from netcore.config.settings import Config
 from netcore.node import Node
 from tui import app as console_app
+from tui import run as console_run
 from tui.local_peers import LocalPeers
 
 
@@ -86,7 +87,7 @@ def run_console_with(
 
     monkeypatch.setattr(console_app.P2PConsole, "run", run)
     config = Config(interfaces=(), network="default", data_dir=tmp_path / "console", name="c")
-    return console_app.run_console(config, local=local)
+    return console_run.run_console(config, local=local)
 
 
 def test_run_console_starts_local_peers_and_stops_them(

@@ -11,7 +11,8 @@ from model_helpers import loopback_config, unique_network, wait_until
 
 from netcore.net.peers import Peer
 from netcore.node import Node
-from tui.app import VERIFY_REDUNDANCY, P2PConsole
+from tui.app import P2PConsole
+from tui.dispatch import VERIFY_REDUNDANCY
 from tui.state import ALIVE, EVASIVE, GONE, QUARANTINED, PeerRow, peer_view
 
 SIZE = (120, 40)

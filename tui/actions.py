@@ -1,0 +1,190 @@
+"""The dispatch keys: one task (d), a burst (b), a stream (r), a pinned peer (p), verified
+mode (v), clearing finished tasks (c).
+
+:class:`DispatchActions` is mixed into the App, because Textual runs a binding's action as a
+method of the App; it says what it needs of the App in :class:`DispatchHost`. The tasks
+themselves run in :class:`tui.dispatch.TaskRunner`: these actions decide what to start and
+tell the user what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from netcore.models.registry import ModelError, load_samples
+
+from .dispatch import VERIFY_REDUNDANCY
+from .state import GONE
+
+if TYPE_CHECKING:
+    import numpy as np
+    from textual.notifications import SeverityLevel
+
+    from .dispatch import TaskRunner
+    from .state import NodeLike, PeerRow, TaskBook
+    from .stream import TaskStream
+    from .widgets import PeersPane
+
+BURST = 100
+"""Tasks one press of b dispatches."""
+NO_WORKERS_NOTICE_S = 5.0
+"""At most one "no workers yet" notice this often."""
+DISPATCH_ACTIONS = frozenset(
+    {"dispatch", "burst", "toggle_stream", "pick_model", "toggle_pin", "clear_finished"}
+)
+"""Actions that do nothing while a modal screen (help, model picker, error) is on top."""
+
+
+class DispatchHost(Protocol):
+    """What the dispatch keys read and change in the App."""
+
+    node: NodeLike
+    tasks: TaskRunner
+    stream: TaskStream
+    book: TaskBook
+    clock: Callable[[], float]
+    model: str
+    pinned: str | None
+    streaming: bool
+    node_running: bool
+    node_failed: str | None
+    peers_pane: PeersPane
+    _samples: tuple[np.ndarray, np.ndarray | None] | None
+    _last_no_workers: float
+    _stream_timer: Any
+
+    @property
+    def peer_rows(self) -> dict[str, PeerRow]: ...
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = ...,
+        severity: SeverityLevel = ...,
+        timeout: float | None = ...,
+    ) -> None: ...
+
+    def refresh_panes(self) -> None: ...
+
+    def worker_name(self, peer_id: str) -> str: ...
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray | None] | None: ...
+
+    def dispatch(self, count: int, redraw: bool = True) -> int: ...
+
+    def has_workers(self) -> bool: ...
+
+
+class DispatchActions:
+    """The dispatch keys' actions, and ``dispatch`` itself."""
+
+    # What these actions change (the App sets them first, in its __init__).
+    pinned: str | None
+    streaming: bool
+    _samples: tuple[np.ndarray, np.ndarray | None] | None
+    _last_no_workers: float
+
+    def samples(self: DispatchHost) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The held-out samples tasks pick from (the bundled digits unless given)."""
+        if self._samples is None:
+            try:
+                self._samples = load_samples()
+            except ModelError as exc:
+                self.notify(str(exc), title="No samples", severity="error")
+                return None
+        return self._samples
+
+    def dispatch(self: DispatchHost, count: int, redraw: bool = True) -> int:
+        """Queue ``count`` tasks with random held-out samples; returns how many.
+
+        ``redraw`` shows them at once (a key press); the stream leaves it to the next tick.
+        """
+        if not self.node_running:
+            why = self.node_failed or "it is still starting"
+            self.notify(f"The node is not running: {why}", severity="warning")
+            return 0
+        loaded = self.samples()
+        if loaded is None:
+            return 0
+        if not self.has_workers():
+            now = self.clock()
+            if now - self._last_no_workers > NO_WORKERS_NOTICE_S:
+                self._last_no_workers = now
+                target = f"pinned peer {self.worker_name(self.pinned)}" if self.pinned else "peer"
+                self.notify(
+                    f"No workers yet for {self.model!r}: tasks stay queued and run when a "
+                    f"{target} appears (each waits up to its deadline).",
+                    title="No workers yet",
+                    severity="warning",
+                )
+        self.tasks.dispatch_samples(count, loaded, self.model, self.pinned)
+        if redraw:
+            self.refresh_panes()
+        return count
+
+    def has_workers(self: DispatchHost) -> bool:
+        """A worker can take tasks for the current model (and the pinned peer, if any)."""
+        workers = self.node.usable_peers(model=self.model)
+        if self.pinned is not None:
+            workers = [p for p in workers if p.peer_id == self.pinned]
+        return bool(workers)
+
+    def stream_tick(self: DispatchHost) -> None:
+        """The stream's timer: start the tasks due since the last tick."""
+        if self.streaming and self.node_running:
+            count = self.stream.due(self.tasks.in_flight)
+            if count:
+                self.dispatch(count, redraw=False)
+
+    def action_dispatch(self: DispatchHost) -> None:
+        self.dispatch(1)
+
+    def action_burst(self: DispatchHost) -> None:
+        self.dispatch(BURST)
+
+    def action_toggle_stream(self: DispatchHost) -> None:
+        if not self.streaming and not self.node_running:
+            self.notify("The node is not running", severity="warning")
+            return
+        self.streaming = not self.streaming
+        if self.streaming:
+            self.stream.restart()
+            self._stream_timer.resume()
+            self.notify(f"Streaming {self.stream.rate:g} tasks/s (r stops)")
+        else:
+            self._stream_timer.pause()
+            self.notify("Stream stopped")
+        self.refresh_panes()
+
+    def action_toggle_pin(self: DispatchHost) -> None:
+        if self.pinned is not None:
+            name = self.worker_name(self.pinned)
+            self.pinned = None
+            self.notify(f"Unpinned from {name}: any worker again")
+        else:
+            selected = self.peers_pane.selected_peer
+            row = self.peer_rows.get(selected) if selected else None
+            if row is None or row.state == GONE:
+                self.notify("Select a peer in the Peers table first", severity="warning")
+                return
+            self.pinned = row.peer_id
+            self.notify(f"Dispatch pinned to {row.name or row.peer_id[:8]} (p again unpins)")
+        self.refresh_panes()
+
+    def action_toggle_verify(self: DispatchHost) -> None:
+        if not self.tasks.can_verify():
+            self.notify("Verified mode needs a running node", severity="warning")
+        elif self.tasks.toggle_verify():
+            self.notify(
+                f"Verified mode: each task runs on {VERIFY_REDUNDANCY} distinct workers and the "
+                "majority label wins (v again stops; pins are ignored)"
+            )
+        else:
+            self.notify("Verified mode off: one worker per task")
+
+    def action_clear_finished(self: DispatchHost) -> None:
+        cleared = self.book.clear_finished()
+        self.refresh_panes()
+        self.notify(f"Cleared {cleared} finished task(s)")
