@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check netcore tui tests benchmarks assets/models
 	$(BIN)/ruff format --check netcore tui tests benchmarks assets/models
+	$(BIN)/lint-imports  # the layers' import contracts (pyproject.toml, docs/architecture.md)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
