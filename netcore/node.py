@@ -36,7 +36,7 @@ from netcore.net.membership import Membership
 from netcore.net.peers import Peer, PeerState, PeerTable
 from netcore.net.session import Session
 from netcore.net.transport import Transport, TransportError
-from netcore.observe.events import NodeError, NodeReady
+from netcore.observe.events import NodeReady
 from netcore.observe.hub import EventHub, Subscription
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
 from netcore.tasks.serving import TaskServer
@@ -140,9 +140,6 @@ class Node:
 
     def publish(self, event: Any) -> None:
         self.hub.publish(event)
-
-    def report_error(self, message: str) -> None:
-        self.publish(NodeError(message=message))
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +107,6 @@ class ModelFetcher:
             with contextlib.suppress(BaseException):
                 await task
         self._downloads.clear()
-
-    def downloading(self) -> list[str]:
-        return list(self._downloads)
 
     # --- fetching --------------------------------------------------------------------------
 
@@ -322,9 +319,6 @@ class ModelFetcher:
                     self._pending.pop(rid, None)
             with contextlib.suppress(OSError):
                 part.unlink()
-
-
-FetchHook = Callable[[str, str, str, float], Awaitable[ModelSpec]]
 
 
 def model_chunk_reply(registry: ModelRegistry, msg: Mapping[str, Any]) -> dict[str, Any]:

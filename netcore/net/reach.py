@@ -93,7 +93,6 @@ class PeerReach:
             # A bad one: Config.validate, at start, reports it in one line.
             with contextlib.suppress(ConfigError):
                 self.static.append(_StaticState(parse_static_peer(text)))
-        self.static_ids = {s.peer.peer_id for s in self.static}
         self.clock_offsets: dict[str, float] = {}
         """peer id -> their ``hello`` time minus ours, seconds (doctor's clock check)."""
         self.counters = ReachCounters()

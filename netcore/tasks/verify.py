@@ -67,7 +67,6 @@ class Verifier:
             raise ValueError(f"vote must be one of {', '.join(VOTE_MODES)}")
         self.node = node
         self.redundancy = redundancy
-        self.vote = vote
         self.extra = redundancy if extra is None else extra
         self.spot = spot
         self.stats = VerifyStats()
