@@ -807,7 +807,7 @@ cli.add_command(tasks)  # the journal's history
 
 from netcore.bench.runner import register as register_bench  # noqa: E402
 
-register_bench(cli)  # bench: performance beside baselines (netcore/bench.py)
+register_bench(cli)  # bench: performance beside baselines (netcore/bench/)
 
 if __name__ == "__main__":
     main()
