@@ -15,14 +15,13 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from netcore.bench.procs import NodeProc, stop_all
 from netcore.config.settings import Config
 from netcore.models.registry import load_samples
 from netcore.node import Node
@@ -30,17 +29,9 @@ from netcore.node import Node
 ATTEMPT_TIMEOUT = 1.0
 
 
-def start_worker(network: str, data_dir: Path, name: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "netcore.cli", "node", "--interface", "127.0.0.1", "--network",
-         network, "--data-dir", str(data_dir), "--name", name, "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 async def one_round(workdir: Path, tasks: int) -> dict[str, Any]:
     network = f"fail-{secrets.token_hex(4)}"
-    procs = [start_worker(network, workdir / f"w{i}", f"w{i}") for i in range(3)]
+    procs = [NodeProc(network, workdir / f"w{i}", f"w{i}", events=False) for i in range(3)]
     x, _ = load_samples()
     outcomes: Counter[str] = Counter()
     done_at: dict[str, float] = {}
@@ -97,14 +88,7 @@ async def one_round(workdir: Path, tasks: int) -> dict[str, Any]:
             "target_s": 2 * ATTEMPT_TIMEOUT,
         }
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,12 +60,6 @@ while time.monotonic() < end:
     time.sleep(max(0.0, interval))
 print(count)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 async def run_for(client: Node, duration: float, concurrency: int) -> float:

@@ -27,23 +27,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 import zmq
-import zmq.asyncio
 
-from netcore.bench.runner import NodeProc as BenchNodeProc
-from netcore.bench.runner import free_port, pct
-from netcore.config.settings import Config
+from netcore.bench.baselines import raw_session
+from netcore.bench.exchange import Exchange, p2pai_session
+from netcore.bench.measure import pct
+from netcore.bench.procs import NodeProc as BenchNodeProc
 from netcore.models.registry import LoadedModel, ModelRegistry, assets_dir, load_samples
-from netcore.node import Node
-from netcore.wire import protocol
-
-HERE = Path(__file__).resolve().parent
 
 
 class NodeProc(BenchNodeProc):
-    """A `p2pai node` child process (netcore.bench.runner); with events, ready when constructed."""
+    """A `p2pai node` child process (netcore.bench.procs); with events, ready when constructed."""
 
     def __init__(self, network: str, data_dir: Path, name: str, events: bool = True) -> None:
         super().__init__(network, data_dir, name, events)
@@ -86,112 +81,29 @@ def bench_discovery(workdir: Path, rounds: int, running: int = 3) -> dict[str, A
     }
 
 
-async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "raw_zmq_server.py"), str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        server.stdout.readline()
-        ctx = zmq.asyncio.Context()
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(f"tcp://127.0.0.1:{port}")
-
-        def payload(i: int) -> bytes:
-            row = x[i % len(x) : i % len(x) + 1]
-            return msgpack.packb(
-                {
-                    "v": 1,
-                    "t": "task",
-                    "id": os.urandom(16),
-                    "kind": "infer",
-                    "model": "digits",
-                    "inputs": {"input": protocol.encode_tensor(row)},
-                    "timeout_ms": 5000,
-                },
-                use_bin_type=True,
-            )
-
-        for i in range(200):  # warm up
-            await dealer.send(payload(i))
-            await dealer.recv()
-        latencies = []
-        for i in range(tasks):
-            t = time.perf_counter()
-            await dealer.send(payload(i))
-            await dealer.recv()
-            latencies.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        sent = 0
-        for _ in range(min(inflight, tasks)):
-            await dealer.send(payload(sent))
-            sent += 1
-        for _ in range(tasks):
-            await dealer.recv()
-            if sent < tasks:
-                await dealer.send(payload(sent))
-                sent += 1
-        tps = tasks / (time.perf_counter() - t)
-        await dealer.send(msgpack.packb({"t": "stop"}))
-        dealer.close()
-        ctx.term()
-    finally:
-        server.wait(5) if server.poll() is None else None
-        if server.poll() is None:
-            server.kill()
+async def sequential_then_flood(side: Exchange, tasks: int, inflight: int) -> dict[str, Any]:
+    """``tasks`` tasks one in flight (p50/p99), then ``tasks`` more with ``inflight`` in flight."""
+    latencies = await side.sequential(0, tasks)
+    seconds, _ = await side.flood(0, tasks, inflight)
     return {
         "p50_ms": pct(latencies, 50),
         "p99_ms": pct(latencies, 99),
-        "throughput_tps": round(tps, 1),
+        "throughput_tps": round(tasks / seconds, 1),
     }
+
+
+async def raw_baseline(x: np.ndarray, tasks: int, inflight: int) -> dict[str, Any]:
+    """The bare pyzmq exchange (``raw_zmq_server.py``), warmed with 200 tasks."""
+    async with raw_session(x) as raw:
+        return await sequential_then_flood(raw, tasks, inflight)
 
 
 async def p2pai_round_trip(
     workdir: Path, x: np.ndarray, tasks: int, inflight: int
 ) -> dict[str, Any]:
-    network = f"bench-{secrets.token_hex(4)}"
-    worker = NodeProc(network, workdir / "rt-worker", "rt-worker", events=False)
-    try:
-        config = Config(
-            interfaces=("127.0.0.1",),
-            network=network,
-            data_dir=workdir / "rt-client",
-            name="rt-client",
-            caps=(),
-        )
-        async with Node(config) as client:
-            await client.wait_for_peers(1, 20, model="digits")
-            for i in range(200):  # warm up
-                await client.submit("digits", x[i % len(x) : i % len(x) + 1])
-            latencies = []
-            for i in range(tasks):
-                t = time.perf_counter()
-                outcome = await client.submit("digits", x[i % len(x) : i % len(x) + 1])
-                latencies.append((time.perf_counter() - t) * 1000)
-                assert outcome.ok, outcome.error
-            next_i = 0
-            t = time.perf_counter()
-
-            async def lane() -> None:
-                nonlocal next_i
-                while next_i < tasks:
-                    i = next_i
-                    next_i += 1
-                    await client.submit("digits", x[i % len(x) : i % len(x) + 1])
-
-            await asyncio.gather(*(lane() for _ in range(inflight)))
-            tps = tasks / (time.perf_counter() - t)
-    finally:
-        worker.stop()
-    return {
-        "p50_ms": pct(latencies, 50),
-        "p99_ms": pct(latencies, 99),
-        "throughput_tps": round(tps, 1),
-    }
+    """One worker process and an in-process client, warmed with 200 tasks."""
+    async with p2pai_session(workdir, x) as mine:
+        return await sequential_then_flood(mine, tasks, inflight)
 
 
 def direct_onnxruntime(x: np.ndarray, tasks: int) -> dict[str, Any]:

@@ -28,11 +28,7 @@ import asyncio
 import json
 import os
 import platform
-import secrets
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,13 +37,15 @@ from typing import Any
 import numpy as np
 import zmq
 
+from netcore.bench.exchange import in_lanes
+from netcore.bench.measure import pct
+from netcore.bench.procs import LOOPBACK, NodeProc, stop_all, unique_network
 from netcore.config.settings import Config
 from netcore.models.registry import load_samples
 from netcore.node import Node
 from netcore.tasks.spot_checks import SpotChecker
 from netcore.tasks.verify import Verifier
 
-LOOPBACK = "127.0.0.1"
 MODES = (
     "plain",
     "plain_3x_inflight",
@@ -55,25 +53,6 @@ MODES = (
     "redundancy3_label",
     "spot_check_10pct",
 )
-
-
-def start_worker(network: str, data_dir: Path, name: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "netcore.cli", "node", "--interface", LOOPBACK,
-         "--network", network, "--data-dir", str(data_dir), "--name", name,
-         "--log-level", "warning"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 async def run_mode(
@@ -90,29 +69,25 @@ async def run_mode(
         submitter = verifier
     latencies: list[float] = []
     failed = 0
-    next_index = 0
 
-    async def lane() -> None:
-        nonlocal next_index, failed
-        while next_index < tasks:
-            i = next_index
-            next_index += 1
-            row = i % len(x)
-            outcome = await submitter.submit("digits", x[row : row + 1])
-            latencies.append(outcome.latency_s * 1000)
-            failed += 0 if outcome.ok else 1
+    async def one(i: int) -> None:
+        nonlocal failed
+        row = i % len(x)
+        outcome = await submitter.submit("digits", x[row : row + 1])
+        latencies.append(outcome.latency_s * 1000)
+        failed += 0 if outcome.ok else 1
 
     lanes = inflight * 3 if mode == "plain_3x_inflight" else inflight
     started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(lanes)))
+    await in_lanes(one, 0, tasks, lanes)
     if verifier is not None:  # attempts still running after their vote: the work is not done
         while verifier._background:
             await asyncio.gather(*list(verifier._background), return_exceptions=True)
     elapsed = time.perf_counter() - started
     out: dict[str, Any] = {
         "tps": round(tasks / elapsed, 1),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "p50_ms": pct(latencies, 50),
+        "p99_ms": pct(latencies, 99),
         "failed": failed,
     }
     if verifier is not None:
@@ -124,8 +99,8 @@ async def run_mode(
 async def bench(
     workdir: Path, rounds: int, tasks: int, inflight: int, workers: int
 ) -> dict[str, Any]:
-    network = f"bench-trust-{secrets.token_hex(4)}"
-    procs = [start_worker(network, workdir / f"w{i}", f"w{i}") for i in range(workers)]
+    network = unique_network("trust")
+    procs = [NodeProc(network, workdir / f"w{i}", f"w{i}", events=False) for i in range(workers)]
     client = Node(Config(interfaces=(LOOPBACK,), network=network, data_dir=workdir / "client",
                          name="bench-client", caps=(), task_timeout=10.0))  # fmt: skip
     try:
@@ -168,8 +143,7 @@ async def bench(
         return result
     finally:
         await client.stop()
-        for proc in procs:
-            stop_worker(proc)
+        stop_all(procs)
 
 
 def main() -> None:

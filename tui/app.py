@@ -55,9 +55,7 @@ from .widgets.tasks import counters_text
 if TYPE_CHECKING:
     from netcore.tasks.verify import Verifier
 
-# BURST (key b) lives in tui.actions; it is the App's too: its binding says it, and the
-# benchmark (netcore.bench.runner) reads it here.
-__all__ = ["BURST", "P2PConsole"]
+__all__ = ["P2PConsole"]
 
 log = logging.getLogger("p2pai.console")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netcore.bench.runner import NodeProc, stop_all
+from netcore.bench.procs import NodeProc, stop_all
 from netcore.config.settings import Config
 from netcore.node import Node
 

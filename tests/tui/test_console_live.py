@@ -8,7 +8,8 @@ from pathlib import Path
 from model_helpers import loopback_config, unique_network, wait_until
 
 from netcore.node import Node
-from tui.app import BURST, P2PConsole
+from tui.actions import BURST
+from tui.app import P2PConsole
 
 SIZE = (120, 40)
 
