@@ -122,3 +122,13 @@ def test_a_broken_plugin_is_skipped(
     finally:
         monkeypatch.undo()
         discover(refresh=True)
+
+
+def test_the_old_plugin_import_path_is_the_same_class() -> None:
+    # Plugins written before the layered layout import netcore.plugins (docs/models.md).
+    from netcore import plugins as old_path
+    from netcore.models import ModelPlugin
+    from netcore.models import plugins as new_path
+
+    assert old_path.ModelPlugin is ModelPlugin is new_path.ModelPlugin
+    assert old_path.PluginError is new_path.PluginError
