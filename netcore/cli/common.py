@@ -147,6 +147,27 @@ def make_config(
     )
 
 
+def client_config(
+    interfaces: tuple[str, ...],
+    port: int,
+    network: str,
+    data_dir: Path | None,
+    name: str | None,
+    *,
+    with_models: bool,
+    **extra: Any,
+) -> Config:
+    """A client-only node (``submit``, ``infer``, ``peers``): its own identity in
+    ``<data-dir>/client``, the trust list and reputation of ``<data-dir>`` itself, and with
+    ``with_models`` the models added there (workers fetch them from us)."""
+    base_dir = data_dir or default_data_dir()
+    if with_models:
+        extra["models_dirs"] = (base_dir / "models",)
+    return make_config(
+        interfaces, port, network, base_dir / "client", name, caps=(), base_dir=base_dir, **extra
+    )
+
+
 def run_async(main: Coroutine[Any, Any, int]) -> int:
     """Run ``main`` with SIGINT/SIGTERM cancelling it cleanly."""
     from netcore.node import NodeStartError

@@ -14,9 +14,9 @@ import click
 
 from netcore.cli.common import (
     CliError,
+    client_config,
     common_options,
     data_dir_option,
-    make_config,
     run_async,
     setup_logging,
     worker_wait_options,
@@ -243,16 +243,8 @@ def infer(
     from netcore.models.plugins import infer as run_infer
 
     setup_logging(log_level or "warning")
-    base_dir = data_dir or default_data_dir()
-    config = make_config(
-        interfaces,
-        port,
-        network,
-        base_dir / "client",
-        name,
-        caps=(),
-        task_timeout=task_timeout,
-        models_dirs=(base_dir / "models",),
+    config = client_config(
+        interfaces, port, network, data_dir, name, with_models=True, task_timeout=task_timeout
     )
     try:
         raw: Any = json.loads(raw_input)

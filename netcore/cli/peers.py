@@ -12,12 +12,11 @@ import click
 
 from netcore.cli.common import (
     LAN_HINTS,
+    client_config,
     common_options,
-    make_config,
     run_async,
     setup_logging,
 )
-from netcore.config.settings import default_data_dir
 
 
 @click.command()
@@ -42,16 +41,8 @@ def peers(
 ) -> None:
     """Browse the swarm, ping each peer, print a table and exit."""
     setup_logging(log_level or "warning")
-    base_dir = data_dir or default_data_dir()
-    config = make_config(
-        interfaces,
-        port,
-        network,
-        base_dir / "client",
-        name,
-        caps=(),
-        advertise=False,
-        base_dir=base_dir,
+    config = client_config(
+        interfaces, port, network, data_dir, name, with_models=False, advertise=False
     )
 
     async def main() -> int:

@@ -16,14 +16,13 @@ import numpy as np
 from netcore.cli.common import (
     LAN_HINTS,
     CliError,
+    client_config,
     common_options,
-    make_config,
     run_async,
     setup_logging,
     trust_option,
     worker_wait_options,
 )
-from netcore.config.settings import default_data_dir
 from netcore.models.registry import ModelError, load_samples
 from netcore.tasks.tally import Tally
 
@@ -128,17 +127,14 @@ def submit(
     once. `p2pai tasks` lists the history.
     """
     setup_logging(log_level or "warning")
-    base_dir = data_dir or default_data_dir()
-    config = make_config(
+    config = client_config(
         interfaces,
         port,
         network,
-        base_dir / "client",
+        data_dir,
         name,
-        caps=(),
+        with_models=True,
         task_timeout=task_timeout,
-        models_dirs=(base_dir / "models",),
-        base_dir=base_dir,
         **({"trust": trust} if trust else {}),
     )
     wait_peers = max(wait_peers, redundancy)
