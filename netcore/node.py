@@ -343,7 +343,7 @@ class Node:
             await self._close_discovery()
             raise NodeStartError(f"cannot start the transport: {exc}") from None
         if cfg.metrics_port is not None:
-            from netcore.observe.metrics import MetricsError, MetricsServer
+            from netcore.observe.metrics_server import MetricsError, MetricsServer
 
             try:
                 self.metrics = await MetricsServer(self).start(cfg.metrics_host, cfg.metrics_port)
