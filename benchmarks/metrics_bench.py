@@ -40,7 +40,8 @@ import numpy as np
 from netcore.config.settings import Config
 from netcore.node import Node
 from netcore.observe.events import TaskDone, TaskServed
-from netcore.observe.metrics import EventRecorder, MetricsServer
+from netcore.observe.metrics import EventRecorder
+from netcore.observe.metrics_server import MetricsServer
 
 LOOPBACK = "127.0.0.1"
 

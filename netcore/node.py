@@ -253,7 +253,7 @@ class Node:
         try:
             m.endpoints = await self.transport.start(m.addresses, cfg.port)
             if cfg.metrics_port is not None:
-                from netcore.observe.metrics import MetricsError, MetricsServer
+                from netcore.observe.metrics_server import MetricsError, MetricsServer
 
                 try:
                     self.metrics = await MetricsServer(self).start(

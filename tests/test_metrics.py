@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import sys
 import uuid
@@ -118,6 +119,21 @@ async def test_endpoint_paths_and_text_format(pair: tuple[Node, Node]) -> None:
     assert (await http_get(LOOPBACK, worker.metrics.port, "/"))[0] == 200
     assert (await http_get(LOOPBACK, worker.metrics.port, "/nope"))[0] == 404
     assert worker.metrics.host == LOOPBACK, "loopback unless --metrics-host says otherwise"
+
+
+async def test_a_malformed_scrape_gets_400_and_logs_no_traceback(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    worker, _ = pair
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection(LOOPBACK, worker.metrics.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.read(64), 5)
+    writer.close()
+    assert b" 400 " in head
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert (await http_get(LOOPBACK, worker.metrics.port, "/metrics"))[0] == 200
 
 
 async def test_a_busy_metrics_port_is_one_line(tmp_path: Path) -> None:

@@ -1,29 +1,23 @@
-"""Prometheus metrics: ``/metrics`` on a small asyncio HTTP server beside the node.
+"""Prometheus metrics: what ``/metrics`` says, read from the node (served by
+:mod:`netcore.observe.metrics_server`).
 
 Nothing here runs per task except :class:`EventRecorder`, which the node calls with each event
 it publishes (two per task: ``TaskDone`` on the requester, ``TaskServed`` on the worker) and
 which only bumps plain integers in fixed-bucket histograms. Everything else is read from the
 node's own counters when Prometheus scrapes: :class:`NodeCollector` is a custom collector in a
 per-node :class:`~prometheus_client.CollectorRegistry` (never the global one, so several nodes
-in one process do not mix), and the HTTP server runs on the node's own loop, so a scrape sees
-one consistent state and no thread touches it.
-
-The server listens on ``metrics_host`` (127.0.0.1 unless told otherwise): the numbers name
-peers and their addresses.
+in one process do not mix), and the server runs on the node's own loop, so a scrape sees one
+consistent state and no thread touches it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -31,7 +25,6 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from netcore.observe.events import Event, TaskDone, TaskServed
@@ -39,8 +32,6 @@ from netcore.wire.protocol import ERROR_CODES
 
 if TYPE_CHECKING:
     from netcore.node import Node
-
-log = logging.getLogger("p2pai.metrics")
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -52,14 +43,6 @@ INFERENCE_BUCKETS_S: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 """Time a worker spent running one task's model (seconds)."""
-
-MAX_REQUEST_HEAD = 8192
-REQUEST_TIMEOUT_S = 5.0
-MAX_CONNECTIONS = 16
-
-
-class MetricsError(Exception):
-    """The metrics endpoint cannot start; one line that says what to do."""
 
 
 class Buckets:
@@ -350,124 +333,3 @@ class NodeCollector(Collector):
         return HistogramMetricFamily(
             name, doc, buckets=buckets.cumulative(), sum_value=buckets.total
         )
-
-
-class MetricsServer:
-    """``GET /metrics`` (and ``HEAD``) on the node's loop; ``/`` links to it."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.recorder = EventRecorder()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodeCollector(node, self.recorder))
-        self.server: asyncio.Server | None = None
-        self.host = ""
-        self.port = 0
-        self.scrapes = 0
-        self._handlers: set[asyncio.Task[Any]] = set()
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
-
-    async def start(self, host: str, port: int) -> MetricsServer:
-        try:
-            self.server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise MetricsError(
-                f"--metrics-port {port}: cannot listen on {host}: {reason}; "
-                "choose another port (0 picks a free one)"
-            ) from None
-        sock = self.server.sockets[0]
-        self.host, self.port = host, int(sock.getsockname()[1])
-        self.node.observers.append(self.recorder)
-        log.info("metrics on %s", self.url)
-        return self
-
-    async def close(self) -> None:
-        if self.recorder in self.node.observers:
-            self.node.observers.remove(self.recorder)
-        if self.server is not None:
-            self.server.close()
-            for task in list(self._handlers):
-                task.cancel()
-            for task in list(self._handlers):
-                with contextlib.suppress(BaseException):
-                    await task
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2.0)
-            self.server = None
-
-    def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition body and its content type, as a scrape would get them."""
-        encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        try:
-            async with self._slots:
-                await asyncio.wait_for(self._serve_one(reader, writer), REQUEST_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.LimitOverrunError:
-            with contextlib.suppress(Exception):
-                await self._respond(writer, 431, "text/plain", b"request head too large\n")
-        finally:
-            if task is not None:
-                self._handlers.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if len(head) > MAX_REQUEST_HEAD:
-            await self._respond(writer, 431, "text/plain", b"request head too large\n")
-            return
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3:
-            await self._respond(writer, 400, "text/plain", b"bad request\n")
-            return
-        method, target, _ = parts
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        path = target.split("?", 1)[0]
-        if method not in ("GET", "HEAD"):
-            await self._respond(writer, 405, "text/plain", b"method not allowed\n", head_only=False)
-            return
-        if path == "/metrics":
-            self.scrapes += 1
-            body, content_type = self.render(headers.get("accept", ""))
-            await self._respond(writer, 200, content_type, body, head_only=method == "HEAD")
-        elif path == "/":
-            page = b'<html><body><a href="/metrics">p2pai metrics</a></body></html>\n'
-            await self._respond(writer, 200, "text/html", page, head_only=method == "HEAD")
-        else:
-            await self._respond(writer, 404, "text/plain", b"not found: try /metrics\n")
-
-    @staticmethod
-    async def _respond(
-        writer: asyncio.StreamWriter,
-        status: int,
-        content_type: str,
-        body: bytes,
-        head_only: bool = False,
-    ) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  431: "Request Header Fields Too Large"}.get(status, "Error")  # fmt: skip
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode("latin-1")
-        writer.write(head if head_only else head + body)
-        await writer.drain()
