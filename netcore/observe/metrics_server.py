@@ -34,7 +34,7 @@ class _OneLineClientErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == "Error handling request from %s" and record.exc_info:
             exc = record.exc_info[1]
-            log.debug("bad request from %s: %s", record.args[0] if record.args else "?", exc)
+            log.debug("bad request from %s: %s", record.getMessage().rpartition(" ")[2], exc)
             return False
         return True
 
