@@ -199,6 +199,8 @@ def test_models_commands_round_trip(tmp_path: Path) -> None:
         (("models", "add", "{bad}"), "not a model onnxruntime can load"),
         (("models", "add", "{missing}"), "no such file"),
         (("models", "add", "{digits}", "--name", "a/b"), "model name 'a/b'"),
+        (("models", "add", "{wine}", "--name", "digits"), "taken by the shipped model digits"),
+        (("models", "add", "{wine}", "--name", "iris"), "taken by the plugin model iris"),
         (("models", "remove", "digits"), "digits is a shipped model"),
         (("models", "remove", "nothing"), "no model 'nothing'"),
         (("models", "show", "nothing"), "no model 'nothing'"),
@@ -209,7 +211,14 @@ def test_models_command_errors_are_one_line(
 ) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_text("hello")
-    values = {"bad": str(bad), "missing": str(tmp_path / "missing.onnx"), "digits": str(DIGITS)}
+    wine = tmp_path / "wine.onnx"
+    wine.write_bytes(DIGITS.read_bytes())
+    values = {
+        "bad": str(bad),
+        "missing": str(tmp_path / "missing.onnx"),
+        "digits": str(DIGITS),
+        "wine": str(wine),
+    }
     code, _, err = run(*(a.format(**values) for a in args), "--data-dir", str(tmp_path / "d"))
     assert code == 1
     assert err.startswith("p2pai: error: ") and message in err
@@ -260,3 +269,16 @@ def test_the_label_output_is_found_by_name() -> None:
     assert manifest(("label", "int64"))["label_output"] == "label"
     assert "label_output" not in manifest(("y", "float32"))
     assert "label_output" not in manifest(("label", "float32"))
+
+
+def test_replace_takes_a_shipped_name_and_says_which_model_is_used(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    code, out, _ = run(
+        "models", "add", str(IRIS), "--name", "digits", "--replace", "--data-dir", str(data)
+    )
+    assert code == 0, out
+    assert "digits now means this model; the shipped one" in out
+    from netcore.models.plugins import load_registry
+
+    used = load_registry(Config(data_dir=data, name="t")).find("digits")
+    assert used is not None and used.source == "user" and used.inputs[0].shape == (-1, 4)

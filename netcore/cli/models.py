@@ -23,7 +23,7 @@ from netcore.cli.common import (
 )
 from netcore.config.settings import Config, default_data_dir
 from netcore.models.registry import ModelError, ModelSpec
-from netcore.models.store import add_model, read_labels, remove_models, stored_models
+from netcore.models.store import add_model, check_name, read_labels, remove_models, stored_models
 
 _data_dir_option = data_dir_option("Keys, models and history")
 
@@ -100,6 +100,11 @@ def list_models(data_dir: Path | None, as_json: bool) -> None:
     help="The output holding class labels [default: an output named 'label'].",
 )
 @click.option("--description", default="", help="One line about the model.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Take a name a shipped or plugin model holds: yours is then the one used by that name.",
+)
 @_data_dir_option
 def add(
     file: Path,
@@ -108,15 +113,24 @@ def add(
     labels_file: Path | None,
     label_output: str | None,
     description: str,
+    replace: bool,
     data_dir: Path | None,
 ) -> None:
     """Check FILE loads in onnxruntime, then copy it (and a manifest) into <data-dir>/models.
 
     Inputs and outputs are read from the ONNX graph. Two versions of one name coexist:
-    each is stored as <name>-<sha256[:12]>.onnx.
+    each is stored as <name>-<sha256[:12]>.onnx. A name that a shipped or plugin model holds
+    is refused unless --replace.
     """
-    models_dir = (data_dir or default_data_dir()) / "models"
+    base_dir = data_dir or default_data_dir()
+    models_dir = base_dir / "models"
     try:
+        held = _held_by_others(base_dir, check_name(file.stem if name is None else name))
+        if held is not None and not replace:
+            raise CliError(
+                f"model name {held.name!r} is taken by the {held.source} model {held.name} "
+                f"{held.version}: choose another --name, or --replace to use yours by that name"
+            )
         labels = read_labels(labels_file) if labels_file is not None else None
         spec = add_model(
             models_dir,
@@ -133,6 +147,17 @@ def add(
         raise CliError(f"cannot store the model in {models_dir}: {exc.strerror or exc}") from None
     click.echo(f"added {spec.name} {spec.version} (sha256 {spec.sha256[:12]}) to {models_dir}")
     click.echo(f"  {_describe(spec)}")
+    if held is not None:
+        click.echo(
+            f"  {spec.name} now means this model; the {held.source} one "
+            f"(sha256 {held.sha256[:12]}) is used again after `p2pai models remove {spec.name}`"
+        )
+
+
+def _held_by_others(base_dir: Path, name: str) -> ModelSpec | None:
+    """The shipped or plugin model that holds ``name``, if one does."""
+    registry = _registry(base_dir)
+    return next((s for s in registry.specs() if s.name == name and s.source != "user"), None)
 
 
 @models.command("remove")
