@@ -36,7 +36,7 @@ from netcore.net.membership import Membership
 from netcore.net.peers import Peer, PeerState, PeerTable
 from netcore.net.session import Session
 from netcore.net.transport import Transport, TransportError
-from netcore.observe.events import NodeReady
+from netcore.observe.events import Event, NodeReady
 from netcore.observe.hub import EventHub, Subscription
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
 from netcore.tasks.serving import TaskServer
@@ -138,7 +138,7 @@ class Node:
         """Subscribe to events (``kinds``: only these ``EVENT`` names; None for all)."""
         return self.hub.subscribe(kinds)
 
-    def publish(self, event: Any) -> None:
+    def publish(self, event: Event) -> None:
         self.hub.publish(event)
 
     async def __aenter__(self) -> Node:
