@@ -252,24 +252,20 @@ class Node:
         )
         try:
             m.endpoints = await self.transport.start(m.addresses, cfg.port)
-            if cfg.metrics_port is not None:
-                from netcore.observe.metrics_server import MetricsError, MetricsServer
-
-                try:
-                    self.metrics = await MetricsServer(self).start(
-                        cfg.metrics_host, cfg.metrics_port
-                    )
-                except MetricsError as exc:
-                    raise NodeStartError(str(exc)) from None
         except TransportError as exc:
             await self._close_started()
             raise NodeStartError(str(exc)) from None
         except zmq.ZMQError as exc:
             await self._close_started()
             raise NodeStartError(f"cannot start the transport: {exc}") from None
-        except NodeStartError:
-            await self._close_started()
-            raise
+        if cfg.metrics_port is not None:
+            from netcore.observe.metrics_server import MetricsError, MetricsServer
+
+            try:
+                self.metrics = await MetricsServer(self).start(cfg.metrics_host, cfg.metrics_port)
+            except MetricsError as exc:
+                await self._close_started()
+                raise NodeStartError(str(exc)) from None
         # Ready once the ROUTER serves: peers may connect from here on, even before mDNS.
         self.publish(
             NodeReady(
