@@ -35,6 +35,11 @@ from netcore.wire.addresses import peer_id_for
 _data_dir_option = data_dir_option("The base data dir")
 
 
+KEY_ARGUMENT = {"ignore_unknown_options": True, "help_option_names": ["--help"]}
+"""For commands whose argument may be a Z85 key: keys may start with '-' (then they are not
+options), even with '-h' (so only --help asks for help here)."""
+
+
 def _load_trust(base: Path) -> TrustList:
     try:
         return TrustList.load(trust_path(base))
@@ -107,7 +112,7 @@ def show(data_dir: Path | None, as_json: bool, export: bool, name: str | None) -
     click.echo("(or: p2pai keys show --export > this.keys; copy it; p2pai keys trust this.keys)")
 
 
-@keys.command("trust", context_settings={"ignore_unknown_options": True})
+@keys.command("trust", context_settings=KEY_ARGUMENT)
 @click.argument("source")
 @click.option(
     "--name", default="", help="A name to show and to revoke by [default: from the file]."
@@ -140,7 +145,7 @@ def trust(source: str, name: str, data_dir: Path | None) -> None:
         click.echo(line)
 
 
-@keys.command("revoke", context_settings={"ignore_unknown_options": True})
+@keys.command("revoke", context_settings=KEY_ARGUMENT)
 @click.argument("selector")
 @_data_dir_option
 def revoke(selector: str, data_dir: Path | None) -> None:
@@ -253,7 +258,7 @@ def show_reputation(data_dir: Path | None, as_json: bool) -> None:
         )
 
 
-@reputation.command("reset", context_settings={"ignore_unknown_options": True})
+@reputation.command("reset", context_settings=KEY_ARGUMENT)
 @click.argument("selector", required=False)
 @click.option("--all", "everyone", is_flag=True, help="Forget every worker's reputation.")
 @_data_dir_option
