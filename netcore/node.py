@@ -207,7 +207,11 @@ class Node:
         try:
             cfg.validate()
             self.registry.use_providers(select_providers(cfg.provider))
-            self.identity = load_or_create(cfg.data_dir)
+            # The public key file carries our name, for `p2pai keys trust <dir>/identity.key`.
+            is_client = cfg.base_dir is not None and cfg.base_dir != cfg.data_dir
+            self.identity = load_or_create(
+                cfg.data_dir, f"{cfg.name}/client" if is_client else cfg.name
+            )
             self.trust.open(self.identity)
         except (ConfigError, IdentityError, TrustError) as exc:
             raise NodeStartError(str(exc)) from None

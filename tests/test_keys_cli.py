@@ -140,3 +140,47 @@ def test_reputation_show_and_reset(tmp_path: Path) -> None:
     assert (
         "of 1 worker" in p2pai("reputation", "reset", "--all", "--data-dir", str(tmp_path)).stdout
     )
+
+
+def test_trust_a_node_key_file_by_its_name_and_revoke_by_name(tmp_path: Path) -> None:
+    """`keys trust w1/identity.key` stores the name the node w1 runs under (issue 15, item 11)."""
+    import asyncio
+
+    from model_helpers import loopback_config, unique_network
+
+    from netcore.node import Node
+
+    async def start_and_stop() -> None:
+        node = Node(loopback_config(tmp_path, "w1", unique_network("keyname")))
+        await node.start()
+        await node.stop()
+
+    asyncio.run(start_and_stop())
+    server = tmp_path / "server"
+    trusted = p2pai(
+        "keys", "trust", str(tmp_path / "w1" / "identity.key"), "--data-dir", str(server)
+    )
+    assert trusted.exit_code == 0 and "(w1)" in trusted.stdout, trusted.output
+    revoked = p2pai("keys", "revoke", "w1", "--data-dir", str(server))
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout, revoked.output
+    assert json.loads(p2pai("keys", "list", "--data-dir", str(server), "--json").stdout) == []
+    # An old certificate without a name: trusted, with a hint how to name it.
+    bare = tmp_path / "bare.key"
+    key = zmq.curve_keypair()[0].decode()
+    bare.write_text(f'metadata\ncurve\n    public-key = "{key}"\n')
+    bare.chmod(0o644)
+    hinted = p2pai("keys", "trust", str(bare), "--data-dir", str(server))
+    assert hinted.exit_code == 0 and "--name" in hinted.stdout, hinted.output
+
+
+def test_a_renamed_node_rewrites_the_name_in_its_public_key_file(tmp_path: Path) -> None:
+    from netcore.net.identity import load_or_create
+    from netcore.trust.keys import read_key_file
+
+    first = load_or_create(tmp_path, "w1")
+    assert read_key_file(tmp_path / "identity.key") == [(first.public_text, "w1")]
+    again = load_or_create(tmp_path, 'w"2\x07')
+    assert again == first
+    assert read_key_file(tmp_path / "identity.key") == [(first.public_text, "w2")]
+    assert load_or_create(tmp_path) == first  # no name given: the file keeps its name
+    assert read_key_file(tmp_path / "identity.key") == [(first.public_text, "w2")]

@@ -121,7 +121,8 @@ def show(data_dir: Path | None, as_json: bool, export: bool, name: str | None) -
 def trust(source: str, name: str, data_dir: Path | None) -> None:
     """Trust a key: SOURCE is a Z85 public key (quote it) or a file of keys.
 
-    A file may be another node's identity.key or the output of `p2pai keys show --export`.
+    A file may be another node's identity.key (it carries the name that node runs under, so
+    `p2pai keys revoke NAME` finds it) or the output of `p2pai keys show --export`.
     A file other users may write, or one that holds a secret key, is refused.
     """
     base = data_dir or default_data_dir()
@@ -136,6 +137,8 @@ def trust(source: str, name: str, data_dir: Path | None) -> None:
         entry, created = trust_list.add(key, name or file_name or "")
         shown = f"{entry.peer_id} ({entry.name})" if entry.name else entry.peer_id
         note = " (one of this machine's own keys: always trusted anyway)" if key in own else ""
+        if not entry.name and not note:
+            note = " (no name in the file: add --name NAME to revoke it by name)"
         lines.append(f"{'trusted' if created else 'already trusted'} {shown}{note}")
     try:
         trust_list.save()

@@ -4,10 +4,15 @@ The secret key lives in ``<data_dir>/identity.key_secret`` in ZeroMQ's certifica
 (readable by ``zmq.auth.load_certificate``), mode 0600; the public half beside it in
 ``identity.key``. A damaged or foreign file is never overwritten: the user gets one line
 saying what is wrong and how to fix it.
+
+The public file also carries the node's name in its certificate metadata (``name = "w1"``),
+so that ``p2pai keys trust w1/identity.key`` on another machine knows what to call the key
+(and ``p2pai keys revoke w1`` finds it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -44,8 +49,17 @@ class Identity:
 _BANNER = "#   ****  p2pai node identity: CURVE {kind} certificate  ****\n#   Do not share the secret file.\n"
 
 
-def _write_cert(path: Path, public: bytes, secret: bytes | None) -> None:
-    lines = [_BANNER.format(kind="secret" if secret else "public"), "metadata\n", "curve\n"]
+def cert_name(name: str) -> str:
+    """``name`` as it may stand in a certificate's metadata: printable, no quotes, ≤ 63 bytes."""
+    clean = "".join(c for c in name if c.isprintable() and c not in "\"'\\").strip()
+    return clean.encode("utf-8")[:63].decode("utf-8", errors="ignore")
+
+
+def _write_cert(path: Path, public: bytes, secret: bytes | None, name: str | None = None) -> None:
+    lines = [_BANNER.format(kind="secret" if secret else "public"), "metadata\n"]
+    if name:
+        lines.append(f'    name = "{cert_name(name)}"\n')
+    lines.append("curve\n")
     lines.append(f'    public-key = "{public.decode("ascii")}"\n')
     if secret:
         lines.append(f'    secret-key = "{secret.decode("ascii")}"\n')
@@ -60,8 +74,9 @@ def _write_cert(path: Path, public: bytes, secret: bytes | None) -> None:
         os.chmod(path, 0o644)
 
 
-def _read_cert(path: Path) -> tuple[bytes | None, bytes | None]:
+def _read_cert(path: Path) -> tuple[bytes | None, bytes | None, str | None]:
     public = secret = None
+    name: str | None = None
     try:
         with open(path, "rb") as fh:
             for raw in fh.read(64 * 1024).splitlines():
@@ -71,13 +86,18 @@ def _read_cert(path: Path) -> tuple[bytes | None, bytes | None]:
                     public = line.partition(b"=")[2].strip(b" \t'\"")
                 elif line.startswith(b"secret-key"):
                     secret = line.partition(b"=")[2].strip(b" \t'\"")
+                elif line.startswith(b"name") and b"=" in line:
+                    name = line.partition(b"=")[2].strip(b" \t'\"").decode("utf-8", "replace")
     except OSError as exc:
         raise IdentityError(f"cannot read key file {path}: {exc.strerror}") from None
-    return public, secret
+    return public, secret, name
 
 
-def load_or_create(data_dir: Path) -> Identity:
-    """Load the node's keypair from ``data_dir``, creating it (and the dir) on first start."""
+def load_or_create(data_dir: Path, name: str | None = None) -> Identity:
+    """Load the node's keypair from ``data_dir``, creating it (and the dir) on first start.
+
+    With ``name``, the public file carries it (rewritten when the node's name changed).
+    """
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
@@ -92,17 +112,23 @@ def load_or_create(data_dir: Path) -> Identity:
     if not secret_path.exists():
         public, secret = zmq.curve_keypair()
         _write_cert(secret_path, public, secret)
-        _write_cert(data_dir / PUBLIC_FILE, public, None)
+        _write_cert(data_dir / PUBLIC_FILE, public, None, name)
         return Identity(public, secret)
     ident = load(secret_path)
     public_path = data_dir / PUBLIC_FILE
     if not public_path.exists():  # a first start cut short: the public half derives from the secret
-        _write_cert(public_path, ident.public_key, None)
-    elif _read_cert(public_path)[0] != ident.public_key:
+        _write_cert(public_path, ident.public_key, None, name)
+        return ident
+    public, _, written_name = _read_cert(public_path)
+    if public != ident.public_key:
         raise IdentityError(
             f"key file {public_path} does not match {secret_path} (public key differs); "
             "move it away and it is written again from the secret key"
         )
+    if name and written_name != cert_name(name):
+        # The name is a convenience for `keys trust`: a read-only file keeps its old one.
+        with contextlib.suppress(OSError):
+            _write_cert(public_path, ident.public_key, None, name)
     return ident
 
 
@@ -117,7 +143,7 @@ def load(secret_path: Path) -> Identity:
             f"key file {secret_path} is readable by others (mode {stat.S_IMODE(mode):o}); "
             f"run: chmod 600 {secret_path}"
         )
-    public, secret = _read_cert(secret_path)
+    public, secret, _ = _read_cert(secret_path)
     if not public or not secret or not is_z85_key(public) or not is_z85_key(secret):
         raise IdentityError(
             f"key file {secret_path} is corrupt (no valid CURVE keypair); move it away to "

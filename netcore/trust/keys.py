@@ -109,11 +109,15 @@ def read_key_file(path: Path) -> list[tuple[str, str | None]]:
     except UnicodeDecodeError:
         raise TrustError(f"key file {path} is not text: expected Z85 public keys") from None
     found: list[tuple[str, str | None]] = []
+    cert_name: str | None = None  # a certificate's metadata `name = "w1"` (netcore.net.identity)
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped:
             continue
         lowered = stripped.lower()
+        if lowered.startswith("name") and "=" in stripped and not is_z85_key(stripped[:40]):
+            cert_name = _clean_name(stripped.partition("=")[2].strip().strip("'\""))
+            continue
         if lowered.startswith("secret-key"):
             raise TrustError(
                 f"key file {path} holds a secret key: never share it; give the public file "
@@ -123,7 +127,7 @@ def read_key_file(path: Path) -> list[tuple[str, str | None]]:
             value = stripped.partition("=")[2].strip().strip("'\"")
             if not is_z85_key(value):
                 raise TrustError(f"key file {path}, line {number}: not a valid Z85 public key")
-            found.append((value, None))
+            found.append((value, cert_name))
             continue
         token, _, rest = stripped.partition(" ")
         if not is_z85_key(token):
@@ -135,14 +139,19 @@ def read_key_file(path: Path) -> list[tuple[str, str | None]]:
                 f"key file {path}, line {number}: {token[:48]!r} is not a Z85 public key "
                 "(40 characters)"
             )
-        name = rest.strip().lstrip("#").strip() or None
-        found.append((token, name[:63] if name else None))
+        found.append((token, _clean_name(rest.strip().lstrip("#"))))
     if not found:
         raise TrustError(
             f"key file {path} holds no public key (expected Z85 keys, one a line, "
             "or a ZeroMQ certificate)"
         )
     return found
+
+
+def _clean_name(text: str) -> str | None:
+    """A name from a key file, shown in lists: printable characters, at most 63."""
+    clean = "".join(c for c in text if c.isprintable()).strip()
+    return clean[:63] or None
 
 
 def parse_key_source(source: str) -> list[tuple[str, str | None]]:
