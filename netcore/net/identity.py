@@ -119,8 +119,8 @@ def load_or_create(data_dir: Path, name: str | None = None) -> Identity:
     if not public_path.exists():  # a first start cut short: the public half derives from the secret
         _write_cert(public_path, ident.public_key, None, name)
         return ident
-    public, _, written_name = _read_cert(public_path)
-    if public != ident.public_key:
+    written_public, _, written_name = _read_cert(public_path)
+    if written_public != ident.public_key:
         raise IdentityError(
             f"key file {public_path} does not match {secret_path} (public key differs); "
             "move it away and it is written again from the secret key"
