@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: `make run` installs the product only; `make test` adds the test tools. The test
+# plugin (tests/plugin_pkg, the `double` model) is never installed: tests/conftest.py puts it on
+# the path of the suite's processes only, so users never see it in `p2pai models list`.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run demo test lint typecheck check bench clean
 
@@ -10,23 +14,28 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[test]'
-	$(BIN)/python -m pip install -q -e tests/plugin_pkg
-	touch $(STAMP)
+$(RUN_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	@# Older Makefiles installed the test plugin into the venv: take it out again.
+	@$(BIN)/python -m pip uninstall -q -y p2pai-test-plugin >/dev/null 2>&1 || true
+	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+run: $(RUN_STAMP)
 	$(BIN)/p2pai console --interface 127.0.0.1 --local 2
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/p2pai demo
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check netcore tui tests benchmarks assets/models
 	$(BIN)/ruff format --check netcore tui tests benchmarks assets/models
 	$(BIN)/lint-imports  # the layers' import contracts (pyproject.toml, docs/architecture.md)
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 # ruff and mypy first (a style or type error fails the suite), then pytest. pytest exits 5
@@ -37,7 +46,7 @@ test: lint typecheck
 
 check: test
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/p2pai bench
 

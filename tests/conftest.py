@@ -4,9 +4,23 @@ tests in every subfolder import the shared helpers (``model_helpers``, ``trust_f
 
 from __future__ import annotations
 
-import pytest
+import os
+import sys
+from pathlib import Path
 
-from netcore.tasks import scheduler as scheduler_module
+# The test plugin (the `double` model) is never installed in the venv, so that `make run` users
+# never see it: its folder holds a static dist-info with the entry point, and putting the folder
+# on the path (here, and for every child process through PYTHONPATH) is what makes it found.
+PLUGIN_DIR = str(Path(__file__).resolve().parent / "plugin_pkg")
+if PLUGIN_DIR not in sys.path:
+    sys.path.insert(0, PLUGIN_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [PLUGIN_DIR, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+)
+
+import pytest  # noqa: E402
+
+from netcore.tasks import scheduler as scheduler_module  # noqa: E402
 
 
 class FixedRandom:

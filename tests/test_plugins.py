@@ -1,11 +1,15 @@
-"""Model plugins (entry points ``p2pai.models``): the test plugin in tests/plugin_pkg, installed
-in the venv by the Makefile, is discovered and used end to end; so is the bundled iris plugin.
+"""Model plugins (entry points ``p2pai.models``): the test plugin in tests/plugin_pkg, on the
+path of the suite's processes only (tests/conftest.py), is discovered and used end to end; so is the bundled iris plugin.
 A worker without the plugin still runs the model: it fetches the ONNX file (data), never code.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +36,7 @@ def test_plugin() -> object:
         importlib.metadata.distribution("p2pai-test-plugin")
     except importlib.metadata.PackageNotFoundError:
         pytest.fail(
-            "the test plugin is not installed: run `make` (or .venv/bin/pip install -e tests/plugin_pkg)"
+            "the test plugin is not on the path: tests/conftest.py puts tests/plugin_pkg there"
         )
     import p2pai_test_plugin
 
@@ -132,3 +136,43 @@ def test_the_old_plugin_import_path_is_the_same_class() -> None:
 
     assert old_path.ModelPlugin is ModelPlugin is new_path.ModelPlugin
     assert old_path.PluginError is new_path.PluginError
+
+
+def test_a_users_process_never_sees_the_test_plugin() -> None:
+    """Only the suite's processes find `double` (issue 15, item 15): the venv never holds it."""
+    plugin_dir = str(Path(__file__).resolve().parent / "plugin_pkg")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != plugin_dir
+    )
+    code = "from netcore.models.plugins import discover; print(sorted(discover()))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "'iris'" in out.stdout and "'double'" not in out.stdout, out.stdout
+
+
+def test_make_run_installs_the_product_without_test_tools(tmp_path: Path) -> None:
+    """`make run` installs the product only; `make test` adds the test extra (never the plugin)."""
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+
+    def plan(target: str) -> str:
+        venv = tmp_path / f"venv-{target}"
+        done = subprocess.run(
+            ["make", "-n", "-C", str(root), target, f"VENV={venv}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run = plan("run")
+    assert "pip install -q -e ." in run and "[test]" not in run and "plugin_pkg" not in run
+    test = plan("test")
+    assert (
+        "pip install -q -e '.[test]'" in test and "pip install -q -e tests/plugin_pkg" not in test
+    )
