@@ -1,5 +1,6 @@
 """Model plugins (entry points ``p2pai.models``): the test plugin in tests/plugin_pkg, on the
-path of the suite's processes only (tests/conftest.py), is discovered and used end to end; so is the bundled iris plugin.
+path of the suite's processes only (tests/conftest.py), is discovered and used end to end; so
+is the bundled iris plugin.
 A worker without the plugin still runs the model: it fetches the ONNX file (data), never code.
 """
 
