@@ -89,8 +89,8 @@ def fit_inputs(
     wanted = [s.name for s in signature]
     if set(inputs) != set(wanted):
         raise SignatureMismatch(
-            f"model {model} takes input{'s' if len(wanted) > 1 else ''} {', '.join(wanted)}; "
-            f"given {', '.join(sorted(map(str, inputs))) or 'none'}"
+            f"model {model} takes input{'s' if len(wanted) > 1 else ''} {_names(wanted)}; "
+            f"given {_names(sorted(map(str, inputs))) or 'none'}"
         )
     fitted = Fitted({})
     for spec in signature:
@@ -101,6 +101,10 @@ def fit_inputs(
         if note:
             fitted.notes.append(note)
     return fitted
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
 
 
 def as_array(model: str, name: str, value: Any) -> np.ndarray:
