@@ -44,11 +44,16 @@ def test_npy_and_npz_samples_are_read_as_they_are(tmp_path: Path) -> None:
 
 def test_other_kinds_are_one_line_naming_them(tmp_path: Path) -> None:
     (tmp_path / "features.csv").write_text("a,b\n1,2\n")
-    assert refused(tmp_path / "features.csv") == f"--input {tmp_path}/features.csv: a CSV file; {READS}"
+    assert (
+        refused(tmp_path / "features.csv")
+        == f"--input {tmp_path}/features.csv: a CSV file; {READS}"
+    )
     (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
     assert refused(tmp_path / "digit.png").endswith(f"digit.png: a PNG image; {READS}")
     (tmp_path / "pngs").mkdir()
-    assert refused(tmp_path / "pngs").endswith(f"pngs: a folder; {READS} (folders are not read yet)")
+    assert refused(tmp_path / "pngs").endswith(
+        f"pngs: a folder; {READS} (folders are not read yet)"
+    )
     (tmp_path / "photo").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
     assert refused(tmp_path / "photo").endswith("photo: a JPEG image; " + READS)
     assert refused(tmp_path / "none.npy").endswith("none.npy: no such file")
@@ -56,7 +61,9 @@ def test_other_kinds_are_one_line_naming_them(tmp_path: Path) -> None:
 
 def test_a_wrong_file_behind_a_npy_name_is_named_not_unpickled(tmp_path: Path) -> None:
     (tmp_path / "features.npy").write_text("1,2,3\n")
-    assert refused(tmp_path / "features.npy").endswith("features.npy: a text file, not a .npy array")
+    assert refused(tmp_path / "features.npy").endswith(
+        "features.npy: a text file, not a .npy array"
+    )
     (tmp_path / "objects.npy").write_bytes(b"")
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert "holds Python objects" in refused(tmp_path / "objects.npy")

@@ -65,7 +65,10 @@ def test_submit_input_is_one_line(files: Path, given: str, said: str) -> None:
         ("{d}/pngs/digit_000.png", "INPUT {d}/pngs/digit_000.png: a PNG image; " + INFER_READS),
         ("{d}/pngs", "INPUT {d}/pngs: a folder; " + INFER_READS),
         ("@{d}/pngs/digit_000.png", "INPUT @{d}/pngs/digit_000.png: a PNG image; @FILE reads"),
-        ("@{d}/sample.json", "input 'input' of model digits: expected float32 [N, 64], given int64 [3]"),
+        (
+            "@{d}/sample.json",
+            "input 'input' of model digits: expected float32 [N, 64], given int64 [3]",
+        ),
         ("hello there", "INPUT 'hello there' is not JSON and names no file; " + INFER_READS),
         ("[1, 2", "INPUT '[1, 2': not JSON"),
         ("-", "INPUT - (stdin): not JSON"),

@@ -94,7 +94,10 @@ def test_the_line_names_what_this_node_and_its_peers_hold() -> None:
         "unknown model 'nosuchmodel': this node holds digits, iris; "
         "peers hold digits (w1, w2), iris (w1), wine (-id-0123)"
     )
-    assert unknown_model_line("x", [], []) == "unknown model 'x': this node holds none; peers hold none"
+    assert (
+        unknown_model_line("x", [], [])
+        == "unknown model 'x': this node holds none; peers hold none"
+    )
 
 
 class Swarm:
@@ -114,7 +117,7 @@ class Swarm:
 
 async def test_find_workers_fails_fast_on_a_model_nowhere() -> None:
     swarm = Swarm([worker("w1", "digits")])
-    with pytest.raises(UnknownModel, match="unknown model 'nosuchmodel'.*digits \\(w1\\)"):
+    with pytest.raises(UnknownModel, match=r"unknown model 'nosuchmodel'.*digits \(w1\)"):
         await find_workers(swarm, 1, 3600.0, "nosuchmodel", ["digits"], False, settle_s=0.05)
 
 

@@ -75,7 +75,9 @@ def test_one_flat_sample_is_one_sample_for_infer_only() -> None:
     fitted = fit_inputs("digits", {"input": [0.5] * 64}, DIGITS, one_sample=True)
     assert fitted.inputs["input"].shape == (1, 64) and not fitted.notes
     fitted = fit_inputs("digits", {"input": np.zeros((8, 8))}, DIGITS, one_sample=True)
-    assert fitted.inputs["input"].shape == (1, 64) and "one sample of shape [8, 8]" in fitted.notes[0]
+    assert (
+        fitted.inputs["input"].shape == (1, 64) and "one sample of shape [8, 8]" in fitted.notes[0]
+    )
     with pytest.raises(SignatureMismatch):
         fit_samples("digits", np.zeros(64), DIGITS)
 

@@ -41,7 +41,7 @@ def test_an_unknown_model_is_one_line_once_a_worker_answered(
     start_node("w1")
     client = tmp_path / "client"
     for command in (["submit", "--model", "nosuchmodel"], ["infer", "nosuchmodel", "[1]"]):
-        res = run_cli(*command, "--timeout", "600", *client_args(network, client), timeout=120)
+        res = run_cli(*command, "--timeout", "600", *client_args(network, client), timeout=60)
         line = one_error_line(res)
         assert line.startswith("unknown model 'nosuchmodel': this node holds digits, ")
         assert "; peers hold " in line and "digits (w1)" in line
@@ -96,7 +96,7 @@ def test_a_model_held_by_a_peer_is_checked_against_its_advertised_signature(
     assert one_error_line(res) == (
         "--input rows.npy: input 'x' of model triple: expected float32 [N], given float64 [4, 3]"
     )
-    res = run_cli("infer", "triple", '[[1, 2], [3, 4]]', *client_args(network, client))
+    res = run_cli("infer", "triple", "[[1, 2], [3, 4]]", *client_args(network, client))
     assert one_error_line(res) == (
         "input 'x' of model triple: expected float32 [N], given int64 [2, 2]"
     )
