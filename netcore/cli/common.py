@@ -40,6 +40,11 @@ class CliError(click.ClickException):
         click.echo(f"p2pai: error: {self.format_message()}", err=True)
 
 
+def note_line(text: str) -> None:
+    """One line on stderr about something done for the user (e.g. inputs reshaped)."""
+    click.echo(f"p2pai: note: {text}", err=True)
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr at ``level`` in the ``--log-format`` of the running command."""
     configure_logging(level, current_log_format())

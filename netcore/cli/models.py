@@ -17,6 +17,7 @@ from netcore.cli.common import (
     client_config,
     common_options,
     data_dir_option,
+    note_line,
     run_async,
     setup_logging,
     worker_wait_options,
@@ -258,46 +259,68 @@ def infer(
     timeout: float,
     task_timeout: float,
 ) -> None:
-    """Run MODEL once on a peer with INPUT (JSON, or plain text) and print the result as JSON.
+    """Run MODEL once on a peer with INPUT and print the result as JSON.
 
-    A model with a plugin reads INPUT with the plugin's preprocess and prints its
-    postprocess (e.g. `p2pai infer iris '[5.1, 3.5, 1.4, 0.2]'`); other models take
-    {"input name": [...]} or, with a single input, the values alone.
+    INPUT is JSON ('[5.1, 3.5, 1.4, 0.2]' is one sample; {"input name": values} for a model
+    with several inputs), a .npy, .npz or .json file, @FILE (JSON text from a file) or -
+    (JSON on stdin). A model with a plugin reads INPUT with the plugin's preprocess (which
+    may take plain text: `p2pai infer double "4 5"`) and prints its postprocess. INPUT is
+    checked against the model's inputs before it is sent; values convert to the model's
+    dtype when nothing is lost.
     """
-    from netcore.models.plugins import PluginError, prepare
-    from netcore.models.plugins import infer as run_infer
+    from netcore.models.inputs import InputError, read_infer_input
+    from netcore.models.locate import UnknownModel, find_workers, peer_signature
+    from netcore.models.plugins import PluginError, finish, prepare
+    from netcore.node import Node
 
     setup_logging(log_level or "warning")
     config = client_config(
         interfaces, port, network, data_dir, name, with_models=True, task_timeout=task_timeout
     )
     try:
-        raw: Any = json.loads(raw_input)
-    except ValueError:
-        raw = raw_input
+        raw = read_infer_input(raw_input)
+    except InputError as exc:
+        raise CliError(str(exc)) from None
+
+    def fitted(registry: Any, signature: Any = None) -> dict[str, Any]:
+        notes: list[str] = []
+        try:
+            inputs = prepare(model, raw, registry, signature, notes)
+        except PluginError as exc:
+            raise CliError(str(exc)) from None
+        for note in notes:
+            note_line(note)
+        return inputs
 
     async def main() -> int:
-        from netcore.node import Node
-
-        async with Node(config) as client:
+        client = Node(config)
+        holds = client.registry.find(model) is not None
+        inputs = fitted(client.registry) if holds else None  # a bad input fails before connecting
+        async with client:
             try:
-                prepare(model, raw, client.registry)  # a bad input fails here, before waiting
-            except PluginError as exc:
+                found = await find_workers(
+                    client, wait_peers, timeout, model, client.registry.names(), holds
+                )
+            except UnknownModel as exc:
                 raise CliError(str(exc)) from None
-            holds = client.registry.find(model) is not None
-            found = await client.wait_for_peers(wait_peers, timeout, model=None if holds else model)
             if len(found) < wait_peers:
                 raise CliError(
                     f"found {len(found)} of {wait_peers} worker(s) for model {model!r} on network "
                     f"{network!r} after {timeout:g}s"
                 )
-            try:
-                done = await run_infer(client, model, raw)
-            except PluginError as exc:
-                raise CliError(str(exc)) from None
-        if not done.outcome.ok:
-            raise CliError(f"{model}: {done.outcome.error_code}: {done.outcome.error}")
-        click.echo(json.dumps(done.result))
+            if inputs is None:
+                signature = peer_signature(found, model)
+                if signature is None:
+                    note_line(f"cannot check INPUT: no peer advertises the inputs of {model}")
+                inputs = fitted(client.registry, signature)
+            outcome = await client.submit(model, inputs)
+        if not outcome.ok:
+            raise CliError(f"{model}: {outcome.error_code}: {outcome.error}")
+        try:
+            result = finish(model, outcome.outputs, client.registry)
+        except PluginError as exc:
+            raise CliError(str(exc)) from None
+        click.echo(json.dumps(result))
         return 0
 
     sys.exit(run_async(main()))

@@ -18,12 +18,17 @@ from netcore.cli.common import (
     CliError,
     client_config,
     common_options,
+    note_line,
     run_async,
     setup_logging,
     trust_option,
     worker_wait_options,
 )
-from netcore.models.registry import ModelError, load_samples
+from netcore.models.inputs import InputError, read_samples
+from netcore.models.locate import UnknownModel, find_workers, peer_signature
+from netcore.models.plugins import load_registry
+from netcore.models.registry import TensorSpec
+from netcore.models.signature import SignatureMismatch, fit_samples
 from netcore.tasks.tally import Tally
 
 
@@ -46,9 +51,10 @@ from netcore.tasks.tally import Tally
 @click.option(
     "--input",
     "input_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Samples as .npy [N, features] (or .npz with x, y) [default: the bundled held-out digits].",
+    help="Samples as .npy (one sample a row) or .npz (x, and y labels), checked against the "
+    "model's inputs [default: the bundled held-out digits].",
 )
 @click.option(
     "--concurrency",
@@ -138,16 +144,18 @@ def submit(
         **({"trust": trust} if trust else {}),
     )
     wait_peers = max(wait_peers, redundancy)
-    if input_file is not None and not input_file.exists():
-        raise CliError(f"--input {input_file}: no such file")
+    # Inputs are read and checked against the model's signature before connecting
+    # (netcore.models.inputs, netcore.models.signature); a model held only by peers is
+    # checked once they advertise it, below.
+    local_models = load_registry(config)
+    local_spec = local_models.find(model)
     try:
-        samples, labels = load_samples(input_file)
-    except ModelError as exc:
+        loaded = read_samples(input_file)
+        samples, labels = loaded.x, loaded.y
+        if local_spec is not None and not resume:
+            samples = fit_input_samples(model, samples, local_spec.inputs, input_file)
+    except InputError as exc:
         raise CliError(str(exc)) from None
-    if samples.ndim != 2 or len(samples) == 0:
-        raise CliError(
-            f"--input: expected a 2-D array [N, features], got shape {list(samples.shape)}"
-        )
     total = count or len(samples)
     if spot_check > 0 and labels is None:
         raise CliError(
@@ -177,16 +185,28 @@ def submit(
         from netcore.node import Node
         from netcore.tasks.verify import build_verifier
 
+        nonlocal samples
         async with Node(config) as client:
             # A model we hold can go to any worker: one without it fetches it from us.
             holds = client.registry.find(model) is not None
-            found = await client.wait_for_peers(wait_peers, timeout, model=None if holds else model)
+            try:
+                found = await find_workers(
+                    client, wait_peers, timeout, model, client.registry.names(), holds
+                )
+            except UnknownModel as exc:
+                raise CliError(str(exc)) from None
             if len(found) < wait_peers:
                 seen = len(client.usable_peers(kind=None))
                 raise CliError(
                     f"found {len(found)} of {wait_peers} worker(s) with model {model!r} on network "
                     f"{network!r} after {timeout:g}s ({seen} peer(s) in all); {LAN_HINTS}"
                 )
+            if not holds and not resume:
+                signature = peer_signature(found, model)
+                if signature is None:
+                    note_line(f"cannot check the samples: no peer advertises the inputs of {model}")
+                else:
+                    samples = fit_input_samples(model, samples, signature, input_file)
             # --redundancy / --spot-check: a Verifier submits in the client's place (netcore.tasks.verify).
             submitter = build_verifier(client, model, redundancy, vote, spot_check, samples, labels)
             journaled: Any = submitter
@@ -263,6 +283,20 @@ def submit(
         return 1 if summary["failed"] else 0
 
     sys.exit(run_async(main()))
+
+
+def fit_input_samples(
+    model: str, samples: np.ndarray, signature: list[TensorSpec], source: Path | None
+) -> np.ndarray:
+    """``samples`` fitted to the model's signature; a reshape is said on stderr, a mismatch
+    is one line (netcore.models.signature)."""
+    try:
+        fitted, notes = fit_samples(model, samples, signature)
+    except SignatureMismatch as exc:
+        raise CliError(f"--input {source}: {exc}" if source else str(exc)) from None
+    for note in notes:
+        note_line(note)
+    return fitted
 
 
 def print_outcome(index: int, outcome: Any, expected: int | None) -> None:

@@ -17,7 +17,7 @@ ONNX graph, never code from a peer; a plugin's code runs only where it is instal
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -26,14 +26,17 @@ from typing import Any
 import numpy as np
 
 from netcore.config.settings import Config
+from netcore.models.inputs import PlainText, plain_text_error
 from netcore.models.registry import (
     ModelError,
     ModelRegistry,
     ModelSpec,
+    TensorSpec,
     assets_dir,
     parse_manifest,
     sha256_file,
 )
+from netcore.models.signature import SignatureMismatch, as_array, fit_inputs
 from netcore.models.store import (
     atomic_write,
     build_manifest,
@@ -169,23 +172,52 @@ def processing_for(model: str, registry: ModelRegistry | None = None) -> ModelPl
     return plugins.get(model)
 
 
-def prepare(model: str, raw: Any, registry: ModelRegistry | None = None) -> dict[str, np.ndarray]:
-    """A raw input as task inputs, through the model's plugin when it has a ``preprocess``."""
+def prepare(
+    model: str,
+    raw: Any,
+    registry: ModelRegistry | None = None,
+    signature: Sequence[TensorSpec] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """A raw input as task inputs, through the model's plugin when it has a ``preprocess``,
+    checked against the model's signature (the local one, else ``signature``, the one a peer
+    advertises) and fitted to it (:mod:`netcore.models.signature`). Raises
+    :class:`PluginError` with one line; reshapes made for the user are appended to ``notes``.
+    """
     plugin = processing_for(model, registry)
+    spec = registry.find(model) if registry is not None else None
+    specs = list(spec.inputs) if spec is not None else signature
     if plugin is not None and plugin.preprocess is not None:
         try:
-            inputs = plugin.preprocess(raw)
+            inputs: Mapping[str, Any] = plugin.preprocess(raw)
+            inputs = {str(k): np.asarray(v) for k, v in dict(inputs).items()}
         except Exception as exc:
             raise PluginError(f"plugin {plugin.name}: cannot read this input: {exc}") from None
-        return {str(k): np.asarray(v) for k, v in dict(inputs).items()}
-    if isinstance(raw, Mapping):
-        return {str(k): np.asarray(v) for k, v in raw.items()}
-    spec = registry.find(model) if registry is not None else None
-    if spec is None or len(spec.inputs) != 1:
+    elif isinstance(raw, PlainText):
+        raise PluginError(plain_text_error(raw))
+    elif isinstance(raw, Mapping):
+        inputs = {str(k): v for k, v in raw.items()}
+    elif specs is None:
         raise PluginError(
-            f"model {model!r} has no plugin to read a raw input; give {{input name: values}}"
+            f"model {model!r}: its inputs are not known here; give {{input name: values}}"
         )
-    return {spec.inputs[0].name: np.asarray(raw, dtype=spec.inputs[0].dtype)}
+    elif len(specs) != 1:
+        names = ", ".join(s.name for s in specs)
+        raise PluginError(f"model {model} takes inputs {names}: give {{input name: values}}")
+    else:
+        inputs = {specs[0].name: raw}
+    if specs is None:
+        try:
+            return {name: as_array(model, name, v) for name, v in inputs.items()}
+        except SignatureMismatch as exc:
+            raise PluginError(str(exc)) from None
+    try:
+        fitted = fit_inputs(model, inputs, specs, one_sample=True)
+    except SignatureMismatch as exc:
+        raise PluginError(str(exc)) from None
+    if notes is not None:
+        notes.extend(fitted.notes)
+    return fitted.inputs
 
 
 def finish(
@@ -210,8 +242,13 @@ class InferResult:
 
 
 async def infer(node: Any, model: str, raw: Any, **options: Any) -> InferResult:
-    """Preprocess ``raw`` here, run the model on a peer, postprocess its outputs here."""
-    inputs = prepare(model, raw, node.registry)
+    """Preprocess ``raw`` here, run the model on a peer, postprocess its outputs here.
+
+    A model this node does not hold is checked against the signature its peers advertise."""
+    from netcore.models.locate import peer_signature
+
+    held = node.registry.find(model) is not None
+    inputs = prepare(model, raw, node.registry, None if held else peer_signature(node.peers, model))
     outcome = await node.submit(model, inputs, **options)
     if not outcome.ok:
         return InferResult(outcome)

@@ -362,12 +362,16 @@ def zipmap_to_tensor(value: Any) -> np.ndarray:
 
 
 def load_samples(path: Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Samples for ``submit``/``demo``: an ``.npz`` with ``x`` (and ``y``) or a ``.npy`` array."""
+    """Samples for ``demo``, the console and ``submit --resume``: an ``.npz`` with ``x`` (and
+    ``y``) or a ``.npy`` array, float32, each sample flattened to one row (``submit`` itself
+    reads with :mod:`netcore.models.inputs` and checks them against the model's signature)."""
     path = path or default_samples_path()
     try:
         if path.suffix == ".npy":
-            x = np.load(path, allow_pickle=False)
-            return np.asarray(x, dtype=np.float32).reshape(-1, x.shape[-1] if x.ndim else 1), None
+            x = np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+            if x.ndim >= 2:
+                return x.reshape(len(x), -1), None
+            return x.reshape(-1, x.shape[-1] if x.ndim else 1), None
         with np.load(path, allow_pickle=False) as data:
             x = np.asarray(data["x"], dtype=np.float32)
             y = np.asarray(data["y"], dtype=np.int64) if "y" in data else None
