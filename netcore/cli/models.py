@@ -237,6 +237,35 @@ def show(name: str, sha_prefix: str | None, as_json: bool, data_dir: Path | None
             click.echo(f"  processing   plugin {spec.processing}")
 
 
+def named_result(model: str, done: Any, registry: Any) -> Any:
+    """``infer``'s result: a plugin's postprocess as it is; else the raw outputs plus, for a
+    classifier, ``results``: each sample's ``label`` (its class name when the model has
+    names, ``models add --labels``), ``class`` index and ``confidence``."""
+    from netcore.models.plugins import processing_for
+    from netcore.tasks.results import predictions, sample_results
+
+    plugin = processing_for(model, registry)
+    result = done.result
+    if plugin is not None and plugin.postprocess is not None:
+        return result
+    if not isinstance(result, dict) or "results" in result:
+        return result
+    outputs = done.outcome.outputs
+    first = next(iter(outputs.values()), None)
+    count = int(first.shape[0]) if first is not None and first.ndim else 1
+    preds = predictions(outputs, done.outcome.label_output, count)
+    if preds.classes is None:
+        return result
+    spec = registry.find(model)
+    names = spec.labels if spec is not None else []
+    found = []
+    for s in sample_results(preds, 0, None, names):
+        item = s.to_json()
+        item.pop("probabilities", None)  # they are in the outputs already
+        found.append(item)
+    return {**result, "results": found}
+
+
 @click.command()
 @common_options
 @click.argument("model")
@@ -262,7 +291,8 @@ def infer(
 
     A model with a plugin reads INPUT with the plugin's preprocess and prints its
     postprocess (e.g. `p2pai infer iris '[5.1, 3.5, 1.4, 0.2]'`); other models take
-    {"input name": [...]} or, with a single input, the values alone.
+    {"input name": [...]} or, with a single input, the values alone, and print their outputs
+    with, for a classifier, `results`: each sample's label name, class and confidence.
     """
     from netcore.models.plugins import PluginError, prepare
     from netcore.models.plugins import infer as run_infer
@@ -297,7 +327,7 @@ def infer(
                 raise CliError(str(exc)) from None
         if not done.outcome.ok:
             raise CliError(f"{model}: {done.outcome.error_code}: {done.outcome.error}")
-        click.echo(json.dumps(done.result))
+        click.echo(json.dumps(named_result(model, done, client.registry)))
         return 0
 
     sys.exit(run_async(main()))
