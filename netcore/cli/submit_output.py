@@ -131,8 +131,8 @@ def sample_json(
 
 
 class JsonReports:
-    """``--json``: the per-sample results as the results list of one JSON object, streamed;
-    :meth:`close` adds the summary's keys and ends the object."""
+    """``--json``: the per-sample results as the results list of one JSON object on one line,
+    streamed; :meth:`close` adds the summary's keys and ends the object (and the line)."""
 
     def __init__(self, names: Sequence[str], workers: WorkerNames) -> None:
         self.names = names
@@ -140,11 +140,12 @@ class JsonReports:
         self._count = 0
 
     def __call__(self, report: TaskReport) -> None:
-        for item in sample_json(report, self.names, self.workers):
-            self._write(json.dumps(item))
+        items = sample_json(report, self.names, self.workers)
+        if items:
+            self._write(json.dumps(items)[1:-1])  # one encoder call a task: many samples
 
     def _write(self, text: str) -> None:
-        click.echo(('{"results": [\n' if self._count == 0 else ",\n") + text, nl=False)
+        click.echo(('{"results": [' if self._count == 0 else ", ") + text, nl=False)
         self._count += 1
 
     def close(self, summary: dict[str, Any]) -> None:
@@ -152,7 +153,7 @@ class JsonReports:
         if self._count == 0:
             click.echo('{"results": []' + (", " + rest if rest != "}" else "}"))
         else:
-            click.echo("\n]" + (", " + rest if rest != "}" else "}"))
+            click.echo("]" + (", " + rest if rest != "}" else "}"))
 
 
 def summary_lines(summary: dict[str, Any], workers: WorkerNames) -> list[str]:

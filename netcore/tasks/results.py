@@ -102,6 +102,7 @@ class SampleResult:
     label: str | None
     confidence: float | None
     probabilities: list[float] | None
+    """Rounded to 6 decimals, as is ``confidence`` (the highest of them)."""
     expected: int | None
     outputs: dict[str, list[Any]] | None
     """The sample's outputs when the model gives no class (e.g. a regression)."""
@@ -120,9 +121,9 @@ class SampleResult:
             data["label"] = self.label
             data["class"] = self.cls
         if self.confidence is not None:
-            data["confidence"] = round(self.confidence, 6)
+            data["confidence"] = self.confidence
         if self.probabilities is not None:
-            data["probabilities"] = [round(p, 6) for p in self.probabilities]
+            data["probabilities"] = self.probabilities
         if self.expected is not None:
             data["expected"] = self.expected
             data["right"] = self.right
@@ -140,18 +141,28 @@ def sample_results(
 ) -> list[SampleResult]:
     """The results of a task whose samples are ``first``.. (0-based in the run), from ``rows``
     of the input (None: not known, e.g. a resumed task whose input file is gone)."""
+    # Whole columns at once: a batch of thousands of samples is cut in a few numpy calls.
+    count = preds.count
+    classes = preds.classes.tolist() if preds.classes is not None else [None] * count
+    probs: list[Any] = [None] * count
+    confidences: list[Any] = [None] * count
+    if preds.probabilities is not None and preds.probabilities.shape[1]:
+        p = np.round(preds.probabilities.astype(np.float64), 6)
+        probs = p.tolist()
+        best = p.max(axis=1)
+        confidences = np.where(np.isfinite(best), best, np.nan).tolist()
+        confidences = [None if c != c else c for c in confidences]  # NaN: no confidence
     found = []
-    for i in range(preds.count):
-        cls = preds.cls(i)
-        probs = preds.probabilities
+    for i in range(count):
+        cls = classes[i]
         found.append(
             SampleResult(
                 sample=first + i + 1,
                 row=int(rows[i]) if rows is not None and i < len(rows) else None,
                 cls=cls,
                 label=label_name(cls, names),
-                confidence=preds.confidence(i),
-                probabilities=[float(p) for p in probs[i]] if probs is not None else None,
+                confidence=confidences[i],
+                probabilities=probs[i],
                 expected=expected[i] if expected is not None and i < len(expected) else None,
                 outputs=preds.row(i) if cls is None else None,
             )
