@@ -58,7 +58,7 @@ def test_a_batched_task_prints_each_sample_by_name_in_order() -> None:
     assert [line.split() for line in lines[1:]] == [
         ["sample", "10", "cat", "(97.3%)", "ok"],
         ["sample", "11", "owl", "(70.0%)", "ok"],
-        ["sample", "12", "dog", "(90.0%)", "WRONG", "(expected", "2)"],
+        ["sample", "12", "dog", "(90.0%)", "WRONG", "(expected", "owl)"],
     ]
 
 

@@ -20,7 +20,7 @@ import click
 from click.core import ParameterSource
 
 from netcore.tasks.batch import TaskReport
-from netcore.tasks.results import SampleResult
+from netcore.tasks.results import SampleResult, label_name
 
 SHOWN_VALUES = 4
 """Values of each output a sample line shows, for a model without classes."""
@@ -70,10 +70,10 @@ def _label_text(s: SampleResult) -> str:
     return "-"
 
 
-def _mark(s: SampleResult) -> str:
+def _mark(s: SampleResult, names: Sequence[str]) -> str:
     if s.right is None:
         return ""
-    return "  ok" if s.right else f"  WRONG (expected {s.expected})"
+    return "  ok" if s.right else f"  WRONG (expected {label_name(s.expected, names)})"
 
 
 class TextReports:
@@ -97,11 +97,13 @@ class TextReports:
         where = f"on {self.workers(o.worker)}  {o.latency_s * 1000:.2f} ms"
         samples = report.samples(self.names)
         if not self.batched and len(samples) == 1:
-            return [f"{head}  {_label_text(samples[0])}  {where}{_mark(samples[0])}"]
+            return [f"{head}  {_label_text(samples[0])}  {where}{_mark(samples[0], self.names)}"]
         right, judged = report.judged()
         mark = f"  {right}/{judged} right" if judged else ""
         lines = [f"{head}  {report.count} samples  {where}{mark}"]
-        lines += [f"{'':7}sample {s.sample:<6} {_label_text(s)}{_mark(s)}" for s in samples]
+        lines += [
+            f"{'':7}sample {s.sample:<6} {_label_text(s)}{_mark(s, self.names)}" for s in samples
+        ]
         return lines
 
 

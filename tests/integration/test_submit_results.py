@@ -77,6 +77,17 @@ def test_a_batched_submit_reports_every_sample_by_name(
     assert sum(r["right"] for r in results) == round(out["accuracy"] * 30)
     assert set(out["worker_names"].values()) <= {"w1", "w2"}
 
+    # `infer` names the class too, and keeps the raw outputs.
+    pixels = json.dumps([[0.0] * 64, [16.0] * 64])
+    res = run_cli("infer", "numerals", pixels, *client_args(network, client), timeout=60)
+    assert res.returncode == 0, res.stderr
+    answer = json.loads(res.stdout)
+    assert len(answer["label"]) == 2
+    assert [(r["sample"], r["label"]) for r in answer["results"]] == [
+        (i + 1, NAMES[c]) for i, c in enumerate(answer["label"])
+    ]
+    assert [r["class"] for r in answer["results"]] == answer["label"]
+
     # The journal kept every sample: `p2pai tasks --samples` lists them again, by name.
     res = run_cli("tasks", "--data-dir", str(client), "--samples", "--json", "--limit", "3")
     assert res.returncode == 0, res.stderr
