@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from netcore.tasks.results import Predictions, SampleResult, predictions, sample
 from netcore.tasks.tally import Tally
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TaskReport:
     """One task's outcome with what it was sent: its samples' places in the run and input."""
 
@@ -39,10 +39,14 @@ class TaskReport:
     """The rows of the input array its samples came from (None: not known)."""
     expected: Sequence[int | None] | None = None
     """Each sample's known label, if any."""
+    _predictions: Predictions | None = field(default=None, init=False, repr=False)
 
     def predictions(self) -> Predictions:
-        outputs = getattr(self.outcome, "outputs", None) if self.outcome.ok else None
-        return predictions(outputs, getattr(self.outcome, "label_output", None), self.count)
+        if self._predictions is None:
+            outputs = getattr(self.outcome, "outputs", None) if self.outcome.ok else None
+            label_output = getattr(self.outcome, "label_output", None)
+            self._predictions = predictions(outputs, label_output, self.count)
+        return self._predictions
 
     def samples(self, names: Sequence[str] = ()) -> list[SampleResult]:
         """Each sample's result (empty for a failed task)."""
