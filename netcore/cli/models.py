@@ -238,6 +238,34 @@ def show(name: str, sha_prefix: str | None, as_json: bool, data_dir: Path | None
             click.echo(f"  processing   plugin {spec.processing}")
 
 
+def named_result(model: str, result: Any, outcome: Any, registry: Any) -> Any:
+    """``infer``'s result: a plugin's postprocess as it is; else the raw outputs plus, for a
+    classifier, ``results``: each sample's ``label`` (its class name when the model has
+    names, ``models add --labels``), ``class`` index and ``confidence``."""
+    from netcore.models.plugins import processing_for
+    from netcore.tasks.results import predictions, sample_results
+
+    plugin = processing_for(model, registry)
+    if plugin is not None and plugin.postprocess is not None:
+        return result
+    if not isinstance(result, dict) or "results" in result:
+        return result
+    outputs = outcome.outputs
+    first = next(iter(outputs.values()), None)
+    count = int(first.shape[0]) if first is not None and first.ndim else 1
+    preds = predictions(outputs, outcome.label_output, count)
+    if preds.classes is None:
+        return result
+    spec = registry.find(model)
+    names = spec.labels if spec is not None else []
+    found = []
+    for s in sample_results(preds, 0, None, names):
+        item = s.to_json()
+        item.pop("probabilities", None)  # they are in the outputs already
+        found.append(item)
+    return {**result, "results": found}
+
+
 @click.command()
 @common_options
 @click.argument("model")
@@ -264,7 +292,8 @@ def infer(
     INPUT is JSON ('[5.1, 3.5, 1.4, 0.2]' is one sample; {"input name": values} for a model
     with several inputs), a .npy, .npz or .json file, @FILE (JSON text from a file) or -
     (JSON on stdin). A model with a plugin reads INPUT with the plugin's preprocess (which
-    may take plain text: `p2pai infer double "4 5"`) and prints its postprocess. INPUT is
+    may take plain text: `p2pai infer double "4 5"`) and prints its postprocess; other models print their outputs with, for a classifier,
+    `results`: each sample's label name, class and confidence. INPUT is
     checked against the model's inputs before it is sent; values convert to the model's
     dtype when nothing is lost.
     """
@@ -320,7 +349,7 @@ def infer(
             result = finish(model, outcome.outputs, client.registry)
         except PluginError as exc:
             raise CliError(str(exc)) from None
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(named_result(model, result, outcome, client.registry)))
         return 0
 
     sys.exit(run_async(main()))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,19 @@ from netcore.cli.common import (
     trust_option,
     worker_wait_options,
 )
+from netcore.cli.interrupts import catch_interrupts, until_stopped
+from netcore.cli.submit_output import (
+    JsonReports,
+    TextReports,
+    WorkerNames,
+    resume_command,
+    summary_lines,
+)
 from netcore.models.inputs import InputError, read_samples
 from netcore.models.locate import UnknownModel, find_workers, peer_signature
 from netcore.models.plugins import load_registry
 from netcore.models.registry import TensorSpec
 from netcore.models.signature import SignatureMismatch, fit_samples
-from netcore.tasks.tally import Tally
 
 
 @click.command()
@@ -180,21 +185,33 @@ def submit(
             journal.close()
             raise CliError(f"nothing to resume: no interrupted run in {journal.path}")
         model = runs[0].model
+    resume_hint = resume_command(click.get_current_context()) if journal is not None else None
+    plans = [journal.plan_of(r.run_id) for r in runs] if journal is not None else []
+    batched = batch > 1 or any(plan is not None and plan.batch > 1 for plan in plans)
 
     async def main() -> int:
         from netcore.node import Node
         from netcore.tasks.verify import build_verifier
 
         nonlocal samples
+        stop = asyncio.Event()
+        caught = catch_interrupts(stop)
         async with Node(config) as client:
             # A model we hold can go to any worker: one without it fetches it from us.
-            holds = client.registry.find(model) is not None
+            spec = client.registry.find(model)
+            holds = spec is not None
             try:
-                found = await find_workers(
-                    client, wait_peers, timeout, model, client.registry.names(), holds
+                found = await until_stopped(
+                    find_workers(
+                        client, wait_peers, timeout, model, client.registry.names(), holds
+                    ),
+                    stop,
                 )
             except UnknownModel as exc:
                 raise CliError(str(exc)) from None
+            if found is None:
+                click.echo("p2pai: interrupted before any task was sent", err=True)
+                return caught.exit_code
             if len(found) < wait_peers:
                 seen = len(client.usable_peers(kind=None))
                 raise CliError(
@@ -207,6 +224,11 @@ def submit(
                     note_line(f"cannot check the samples: no peer advertises the inputs of {model}")
                 else:
                     samples = fit_input_samples(model, samples, signature, input_file)
+            names = list(spec.labels) if spec is not None else []
+            workers = WorkerNames(lambda: client.peers)
+            reporter: Any = (
+                JsonReports(names, workers) if as_json else TextReports(names, workers, batched)
+            )
             # --redundancy / --spot-check: a Verifier submits in the client's place (netcore.tasks.verify).
             submitter = build_verifier(client, model, redundancy, vote, spot_check, samples, labels)
             journaled: Any = submitter
@@ -226,6 +248,7 @@ def submit(
                     model,
                     plan=plan,
                     expected=(lambda i: int(known[i % len(known)])) if known is not None else None,
+                    labels=names,
                 )
             try:
                 if resume:
@@ -234,16 +257,12 @@ def submit(
                     assert journal is not None
                     try:
                         summary = await resume_runs(
-                            submitter,
-                            journal,
-                            runs,
-                            concurrency,
-                            on_outcome=None if as_json else print_outcome,
+                            submitter, journal, runs, concurrency, on_report=reporter, stop=stop
                         )
                     except JournalError as exc:
                         raise CliError(str(exc)) from None
-                elif batch > 1:
-                    from netcore.tasks.batch import print_batch_outcome, run_batches
+                else:
+                    from netcore.tasks.batch import run_batches
 
                     summary = await run_batches(
                         journaled,
@@ -253,17 +272,8 @@ def submit(
                         total,
                         batch,
                         concurrency,
-                        on_outcome=None if as_json else print_batch_outcome,
-                    )
-                else:
-                    summary = await run_tasks(
-                        journaled,
-                        model,
-                        samples,
-                        labels,
-                        total,
-                        concurrency,
-                        on_outcome=None if as_json else print_outcome,
+                        on_report=reporter,
+                        stop=stop,
                     )
             finally:
                 if journaled is not submitter:
@@ -272,14 +282,26 @@ def submit(
                     await submitter.aclose()
             if submitter is not client:
                 summary["verify"] = submitter.stats.to_json()
+            summary["worker_names"] = workers.seen()
+        interrupted = bool(summary.get("interrupted"))
+        if interrupted and resume_hint:
+            summary["resume"] = resume_hint
         if as_json:
-            click.echo(json.dumps(summary))
+            reporter.close(summary)
         else:
-            print_summary(summary)
+            for line in summary_lines(summary, workers):
+                click.echo(line)
             if "verify" in summary:
                 from netcore.tasks.verify import verify_summary
 
                 click.echo(verify_summary(summary["verify"], redundancy, vote))
+        if interrupted:
+            left = summary["tasks"] - summary["ok"] - summary["failed"]
+            then = f"resume with: {resume_hint}" if resume_hint else "not journaled (--no-journal)"
+            click.echo(
+                f"p2pai: interrupted: {left} of {summary['tasks']} tasks not done; {then}", err=True
+            )
+            return caught.exit_code
         return 1 if summary["failed"] else 0
 
     sys.exit(run_async(main()))
@@ -299,38 +321,6 @@ def fit_input_samples(
     return fitted
 
 
-def print_outcome(index: int, outcome: Any, expected: int | None) -> None:
-    if outcome.ok:
-        label = outcome.label
-        mark = ""
-        if expected is not None and label is not None:
-            mark = "  ok" if label == expected else f"  WRONG (expected {expected})"
-        conf = f" ({outcome.confidence:.0%})" if outcome.confidence is not None else ""
-        click.echo(
-            f"#{index:<5} {outcome.task_id}  {label}{conf}  on {str(outcome.worker)[:8]}  "
-            f"{outcome.latency_s * 1000:.2f} ms{mark}"
-        )
-    else:
-        click.echo(f"#{index:<5} {outcome.task_id}  FAILED {outcome.error_code}: {outcome.error}")
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    acc = summary.get("accuracy")
-    click.echo(
-        f"\n{summary['ok']}/{summary['tasks']} ok, {summary['failed']} failed"
-        + (f", accuracy {acc:.1%}" if acc is not None else "")
-        + f", p50 {summary['latency_ms']['p50']:.2f} ms, p99 {summary['latency_ms']['p99']:.2f} ms, "
-        f"{summary['throughput_tps']:.0f} tasks/s"
-    )
-    workers = ", ".join(f"{k[:8]}: {v}" for k, v in summary["workers"].items())
-    click.echo(f"workers: {workers or '-'}")
-    if summary.get("batch", 1) > 1:
-        click.echo(
-            f"samples: {summary['samples_ok']}/{summary['samples']} ok in tasks of {summary['batch']}, "
-            f"{summary['throughput_sps']:.0f} samples/s"
-        )
-
-
 async def run_tasks(
     client: Any,
     model: str,
@@ -341,23 +331,23 @@ async def run_tasks(
     on_outcome: Callable[[int, Any, int | None], None] | None = None,
     task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Dispatch ``total`` tasks (cycling over ``samples``) and summarise their outcomes."""
-    tally = Tally()
-    next_index = 0
-    options = task_options or {}
+    """Dispatch ``total`` single-sample tasks (cycling over ``samples``) and summarise them;
+    ``on_outcome(number, outcome, expected)`` hears of each, in task order (numbered from 1)."""
+    from netcore.tasks.batch import TaskReport, run_batches
 
-    async def lane() -> None:
-        nonlocal next_index
-        while next_index < total:
-            index = next_index
-            next_index += 1
-            row = index % len(samples)
-            outcome = await client.submit(model, samples[row : row + 1], **options)
-            expected = int(labels[row]) if labels is not None else None
-            tally.add(outcome, expected)
-            if on_outcome is not None:
-                on_outcome(index, outcome, expected)
+    def on_report(report: TaskReport) -> None:
+        assert on_outcome is not None
+        expected = report.expected[0] if report.expected else None
+        on_outcome(report.number, report.outcome, expected)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(min(concurrency, total))))
-    return tally.summary(total, time.perf_counter() - started)
+    return await run_batches(
+        client,
+        model,
+        samples,
+        labels,
+        total,
+        1,
+        concurrency,
+        on_report=on_report if on_outcome is not None else None,
+        task_options=task_options,
+    )

@@ -5,11 +5,41 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from netcore.config.settings import default_data_dir
 from netcore.tasks.journal import FILE_NAME, Journal, JournalError
+from netcore.tasks.results import SampleResult, label_name, predictions, sample_results
+
+SHOWN = 5
+"""Labels of a batched task's samples the RESULT column shows."""
+
+
+class _RunLabels:
+    """Each run's class names, read once."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._known: dict[str, list[str]] = {}
+
+    def __call__(self, run_id: str) -> list[str]:
+        if run_id not in self._known:
+            self._known[run_id] = self.journal.labels_of(run_id)
+        return self._known[run_id]
+
+
+def _samples(journal: Journal, row: dict[str, Any], names: _RunLabels) -> list[SampleResult]:
+    """A done task's per-sample results, from its journaled outputs (none for tasks that a
+    journal before schema 2 recorded: those kept the first sample's label only)."""
+    found = journal.results_of(row["task_id"]) if row["state"] == "done" else None
+    if found is None:
+        return []
+    preds = predictions(found.outputs, found.label_output, found.samples)
+    first = found.first if found.first is not None else row["seq"] - 1
+    expected = [row["expected"]] if found.samples == 1 else None
+    return sample_results(preds, first, None, names(row["run_id"]), expected)
 
 
 @click.command("tasks")
@@ -36,6 +66,12 @@ from netcore.tasks.journal import FILE_NAME, Journal, JournalError
     help="Newest tasks to show.",
 )
 @click.option("--runs", "show_runs", is_flag=True, help="List runs (one `submit` each) instead.")
+@click.option(
+    "--samples",
+    "show_samples",
+    is_flag=True,
+    help="Also each sample's result (every sample of a batched task); in JSON as `results`.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def tasks(
     data_dir: Path | None,
@@ -45,8 +81,13 @@ def tasks(
     limit: int,
     show_runs: bool,
     as_json: bool,
+    show_samples: bool = False,
 ) -> None:
-    """List submitted tasks and their outcomes, newest first (from the journal)."""
+    """List submitted tasks and their outcomes, newest first (from the journal).
+
+    Tasks are numbered from 1 in their run (`#`), as `submit` prints them; labels are the
+    model's class names when it gave them (`models add --labels`).
+    """
     from netcore.cli.common import CliError
 
     base = data_dir or default_data_dir()
@@ -98,28 +139,42 @@ def tasks(
                 )
             return
         rows = journal.history(state=state, model=model, run_id=run_id, limit=limit)
+        names = _RunLabels(journal)
         if as_json:
+            for row in rows:
+                row["label_name"] = label_name(row["label"], names(row["run_id"]))
+                if show_samples:
+                    row["results"] = [s.to_json() for s in _samples(journal, row, names)]
             click.echo(json.dumps(rows))
             return
         if not rows:
             click.echo("no tasks match")
             return
         click.echo(
-            f"{'TASK':<16}  {'RUN':<12}  {'MODEL':<10} {'STATE':<8} {'WORKER':<10} "
+            f"{'#':>6}  {'TASK':<16}  {'RUN':<12}  {'MODEL':<10} {'STATE':<8} {'WORKER':<10} "
             f"{'LATENCY':>10}  RESULT"
         )
         for row in rows:
             latency = f"{row['latency_ms']:.2f} ms" if row["latency_ms"] is not None else "-"
+            samples = _samples(journal, row, names) if row["state"] == "done" else []
             if row["state"] == "failed":
                 result = f"{row['error_code']}: {row['error'] or ''}"[:60]
+            elif len(samples) > 1:
+                shown = ", ".join(str(s.label) for s in samples[:SHOWN])
+                result = f"{len(samples)} samples: {shown}{', …' if len(samples) > SHOWN else ''}"
             elif row["label"] is not None:
-                conf = f" ({row['confidence']:.0%})" if row["confidence"] is not None else ""
-                result = f"{row['label']}{conf}"
+                conf = f" ({row['confidence']:.1%})" if row["confidence"] is not None else ""
+                result = f"{label_name(row['label'], names(row['run_id']))}{conf}"
             else:
                 result = "-"
             click.echo(
-                f"{row['task_id']:<16}  {row['run_id']:<12}  {row['model'][:10]:<10} "
+                f"{row['seq']:>6}  {row['task_id']:<16}  {row['run_id']:<12}  {row['model'][:10]:<10} "
                 f"{row['state']:<8} {(row['worker'] or '-')[:10]:<10} {latency:>10}  {result}"
             )
+            if show_samples and len(samples) > 1:
+                for s in samples:
+                    conf = f" ({s.confidence:.1%})" if s.confidence is not None else ""
+                    what = f"{s.label}{conf}" if s.cls is not None else json.dumps(s.outputs)
+                    click.echo(f"{'':8}sample {s.sample:<6} {what}")
     finally:
         journal.close()

@@ -1,23 +1,71 @@
-"""Batched tasks: many samples in one task (``p2pai submit --batch N``).
+"""Runs of tasks, one sample or a batch of them a task (``p2pai submit [--batch N]``).
 
 A model whose inputs take any size in their first dimension (shape ``-1``) takes a batch of
 samples in one task; the worker runs them in one onnxruntime call. This is how throughput
 scales past the cost of one message per sample. Predictions are the same as one sample a
-task: the rows of a batch are independent.
+task: the rows of a batch are independent, and each sample's result is reported
+(:class:`TaskReport`, :mod:`netcore.tasks.results`).
+
+Tasks are numbered from 1, as the journal numbers them (its ``seq``), and reported in that
+order (:mod:`netcore.tasks.ordered`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-BatchCallback = Callable[[int, Any, int, int | None, int | None], None]
-"""(task index, outcome, samples in it, correct, judged) after each batched task."""
+from netcore.tasks.ordered import run_in_order
+from netcore.tasks.results import Predictions, SampleResult, predictions, sample_results
+from netcore.tasks.tally import Tally
+
+
+@dataclass(slots=True)
+class TaskReport:
+    """One task's outcome with what it was sent: its samples' places in the run and input."""
+
+    number: int
+    """1-based, in the order the run sends its tasks (the journal's ``seq``)."""
+    outcome: Any
+    first: int
+    """0-based position in the run of the task's first sample."""
+    count: int
+    rows: Sequence[int] | None = None
+    """The rows of the input array its samples came from (None: not known)."""
+    expected: Sequence[int | None] | None = None
+    """Each sample's known label, if any."""
+    _predictions: Predictions | None = field(default=None, init=False, repr=False)
+
+    def predictions(self) -> Predictions:
+        if self._predictions is None:
+            outputs = getattr(self.outcome, "outputs", None) if self.outcome.ok else None
+            label_output = getattr(self.outcome, "label_output", None)
+            self._predictions = predictions(outputs, label_output, self.count)
+        return self._predictions
+
+    def samples(self, names: Sequence[str] = ()) -> list[SampleResult]:
+        """Each sample's result (empty for a failed task)."""
+        if not self.outcome.ok:
+            return []
+        return sample_results(self.predictions(), self.first, self.rows, names, self.expected)
+
+    def judged(self) -> tuple[int, int]:
+        """(right, judged): samples whose predicted class was checked against a known one."""
+        if not self.outcome.ok or self.expected is None:
+            return 0, 0
+        classes = self.predictions().classes
+        if classes is None:
+            return 0, 0
+        pairs = [(int(c), e) for c, e in zip(classes, self.expected, strict=False) if e is not None]
+        return sum(c == e for c, e in pairs), len(pairs)
+
+
+ReportCallback = Callable[[TaskReport], None]
 
 
 def predicted_labels(outcome: Any) -> np.ndarray | None:
@@ -33,21 +81,6 @@ def predicted_labels(outcome: Any) -> np.ndarray | None:
     return arr.reshape(-1)
 
 
-def print_batch_outcome(
-    index: int, outcome: Any, count: int, correct: int | None, judged: int | None
-) -> None:
-    import click
-
-    if not outcome.ok:
-        click.echo(f"#{index:<5} {outcome.task_id}  FAILED {outcome.error_code}: {outcome.error}")
-        return
-    mark = f"  {correct}/{judged} right" if judged else ""
-    click.echo(
-        f"#{index:<5} {outcome.task_id}  {count} samples  on {str(outcome.worker)[:8]}  "
-        f"{outcome.latency_s * 1000:.2f} ms{mark}"
-    )
-
-
 async def run_batches(
     client: Any,
     model: str,
@@ -56,75 +89,48 @@ async def run_batches(
     total: int,
     batch: int,
     concurrency: int,
-    on_outcome: BatchCallback | None = None,
+    on_report: ReportCallback | None = None,
     task_options: dict[str, Any] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, Any]:
     """Send ``total`` samples (cycling over ``samples``) in tasks of ``batch``; summarise.
 
-    The summary counts tasks (``tasks``, ``ok``, ``failed``) and samples (``samples``,
-    ``samples_ok``); ``accuracy`` is over samples.
+    The summary counts tasks (``tasks``, ``ok``, ``failed``) and samples (``samples``, and
+    with ``batch > 1`` ``samples_ok``); ``accuracy`` is over samples. ``on_report`` hears of
+    each task in task order; without it outcomes are only counted (no reorder buffer).
+    A set ``stop`` ends the run early: the summary then says ``interrupted``.
     """
-    from netcore.tasks.tally import percentile
-
     batch = max(1, batch)
     n_tasks = -(-total // batch)
-    latencies: list[float] = []
-    workers: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    ok = failed = samples_ok = correct = judged = 0
-    next_index = 0
     options = task_options or {}
     # One contiguous copy to slice from, long enough that no batch wraps around.
     need = min(total, len(samples) + batch)
     reps = -(-need // len(samples))
     pool = np.ascontiguousarray(np.concatenate([samples] * reps) if reps > 1 else samples)
-    pool_labels = np.concatenate([labels] * reps) if labels is not None and reps > 1 else labels
+    tally = Tally()
 
-    async def lane() -> None:
-        nonlocal next_index, ok, failed, samples_ok, correct, judged
-        while next_index < n_tasks:
-            index = next_index
-            next_index += 1
-            first = index * batch
-            count = min(batch, total - first)
-            start = first % len(samples)
-            x = pool[start : start + count]
-            outcome = await client.submit(model, x, **options)
-            latencies.append(outcome.latency_s * 1000)
-            right = seen = None
-            if outcome.ok:
-                ok += 1
-                samples_ok += count
-                workers[outcome.worker or "?"] += 1
-                predicted = predicted_labels(outcome)
-                if pool_labels is not None and predicted is not None and len(predicted) == count:
-                    seen = count
-                    right = int(np.sum(predicted == pool_labels[start : start + count]))
-                    judged += seen
-                    correct += right
-            else:
-                failed += 1
-                errors[outcome.error_code] += 1
-            if on_outcome is not None:
-                on_outcome(index, outcome, count, right, seen)
+    def place(index: int) -> tuple[int, int, int]:
+        first = index * batch
+        return first, min(batch, total - first), first % len(samples)
+
+    async def work(index: int) -> Any:
+        _, count, start = place(index)
+        return await client.submit(model, pool[start : start + count], **options)
+
+    def emit(index: int, outcome: Any) -> None:
+        first, count, start = place(index)
+        rows = [(start + i) % len(samples) for i in range(count)]
+        expected = [int(labels[r]) for r in rows] if labels is not None else None
+        report = TaskReport(index + 1, outcome, first, count, rows, expected)
+        tally.add(report)
+        if on_report is not None:
+            on_report(report)
 
     started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(min(concurrency, n_tasks))))
-    elapsed = time.perf_counter() - started
-    return {
-        "tasks": n_tasks,
-        "ok": ok,
-        "failed": failed,
-        "samples": total,
-        "samples_ok": samples_ok,
-        "batch": batch,
-        "accuracy": round(correct / judged, 4) if judged else None,
-        "latency_ms": {
-            "p50": round(percentile(latencies, 50), 3),
-            "p99": round(percentile(latencies, 99), 3),
-        },
-        "throughput_tps": round(n_tasks / elapsed, 1) if elapsed > 0 else 0.0,
-        "throughput_sps": round(samples_ok / elapsed, 1) if elapsed > 0 else 0.0,
-        "workers": dict(workers),
-        "errors": dict(errors),
-    }
+    progress = await run_in_order(
+        n_tasks, concurrency, work, emit, window=None if on_report else 0, stop=stop
+    )
+    summary = tally.summary(n_tasks, total, batch, time.perf_counter() - started)
+    if progress.interrupted:
+        summary["interrupted"] = True
+    return summary

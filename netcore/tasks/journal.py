@@ -16,6 +16,7 @@ stores' locks. The tasks (and the outcomes) of one turn of the event loop share 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sqlite3
@@ -30,51 +31,13 @@ from typing import Any, Generic, TypeVar
 import msgpack
 import numpy as np
 
+from netcore.tasks.journal_schema import SCHEMA, SCHEMA_VERSION, migrate
 from netcore.wire import protocol
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-SCHEMA_VERSION = 1
 FILE_NAME = "journal.db"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id   TEXT PRIMARY KEY,
-    created  REAL NOT NULL,
-    host     TEXT NOT NULL,
-    pid      INTEGER NOT NULL,
-    model    TEXT NOT NULL,
-    total    INTEGER NOT NULL,
-    finished REAL,
-    source   TEXT,
-    samples  INTEGER,
-    batch    INTEGER,
-    planned  INTEGER
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id    TEXT PRIMARY KEY,
-    run_id     TEXT NOT NULL REFERENCES runs(run_id),
-    seq        INTEGER NOT NULL,
-    model      TEXT NOT NULL,
-    sha256     TEXT,
-    inputs     BLOB NOT NULL,
-    expected   INTEGER,
-    state      TEXT NOT NULL DEFAULT 'pending',
-    created    REAL NOT NULL,
-    finished   REAL,
-    worker     TEXT,
-    attempts   INTEGER,
-    latency_ms REAL,
-    label      INTEGER,
-    confidence REAL,
-    error_code TEXT,
-    error      TEXT
-);
-CREATE INDEX IF NOT EXISTS tasks_by_run_state ON tasks(run_id, state);
-CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks(created);
-"""
 
 
 class JournalError(Exception):
@@ -139,7 +102,7 @@ class Journal:
             # NORMAL in WAL mode: a commit survives a killed process (not a power cut),
             # without an fsync per task.
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -147,6 +110,8 @@ class Journal:
                 raise JournalError(
                     f"journal {self.path} was written by a newer p2pai (schema {row[0]}); upgrade"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:
+                migrate(self.db, int(row[0]))
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open task journal {self.path}: {exc}") from None
         except OSError as exc:
@@ -170,17 +135,18 @@ class Journal:
 
     # --- writing -------------------------------------------------------------------------
 
-    def start_run(self, model: str, plan: RunPlan | None = None) -> str:
+    def start_run(self, model: str, plan: RunPlan | None = None, labels: Sequence[str] = ()) -> str:
         """A new run (one ``submit``), owned by this process.
 
         With a ``plan`` the whole run is known before its first task is sent, so a resume
         can also send the tasks that were never journaled (see :func:`netcore.tasks.resume`).
+        ``labels`` are the model's class names, kept to list results by name later.
         """
         run_id = uuid.uuid4().hex[:12]
         with self._write() as db:
             db.execute(
                 "INSERT INTO runs (run_id, created, host, pid, model, total, source, samples,"
-                " batch, planned) VALUES (?,?,?,?,?,0,?,?,?,?)",
+                " batch, planned, labels) VALUES (?,?,?,?,?,0,?,?,?,?,?)",
                 (
                     run_id,
                     time.time(),
@@ -191,6 +157,7 @@ class Journal:
                     plan.samples if plan else None,
                     plan.batch if plan else None,
                     plan.tasks if plan else None,
+                    json.dumps(list(labels)) if labels else None,
                 ),
             )
         return run_id
@@ -236,8 +203,18 @@ class Journal:
                 seq = db.execute("SELECT total FROM runs WHERE run_id=?", (t.run_id,)).fetchone()[0]
                 db.execute(
                     "INSERT INTO tasks (task_id, run_id, seq, model, sha256, inputs, expected,"
-                    " created) VALUES (?,?,?,?,?,?,?,?)",
-                    (task_id, t.run_id, seq, t.model, t.sha256, blob, t.expected, time.time()),
+                    " created, samples) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        task_id,
+                        t.run_id,
+                        seq,
+                        t.model,
+                        t.sha256,
+                        blob,
+                        t.expected,
+                        time.time(),
+                        _sample_count(t.inputs),
+                    ),
                 )
         return [task_id for task_id, _, _ in rows]
 
@@ -270,7 +247,7 @@ class Journal:
             for task_id, outcome in done:
                 cur = db.execute(
                     "UPDATE tasks SET state=?, finished=?, worker=?, attempts=?, latency_ms=?,"
-                    " label=?, confidence=?, error_code=?, error=?"
+                    " label=?, confidence=?, error_code=?, error=?, outputs=?, label_output=?"
                     " WHERE task_id=? AND state='pending'",
                     (
                         "done" if outcome.ok else "failed",
@@ -282,6 +259,7 @@ class Journal:
                         outcome.confidence,
                         outcome.error_code or None,
                         outcome.error or None,
+                        *_result_columns(outcome),
                         task_id,
                     ),
                 )
@@ -330,12 +308,63 @@ class Journal:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         cur = self.db.execute(
             "SELECT task_id, run_id, seq, model, state, created, finished, worker, attempts,"
-            f" latency_ms, label, confidence, expected, error_code, error FROM tasks{where}"
-            " ORDER BY created DESC, seq DESC LIMIT ?",
+            " latency_ms, label, confidence, expected, error_code, error, samples"
+            f" FROM tasks{where} ORDER BY created DESC, seq DESC LIMIT ?",
             (*args, limit),
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def labels_of(self, run_id: str) -> list[str]:
+        """The class names the run's model gave, if it gave any."""
+        row = self.db.execute("SELECT labels FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return [str(x) for x in json.loads(row[0])] if row and row[0] else []
+
+    def results_of(self, task_id: str) -> TaskResults | None:
+        """A finished task's outputs as journaled (None for tasks of journals before schema 2,
+        pending or failed tasks)."""
+        row = self.db.execute(
+            "SELECT t.seq, t.samples, t.outputs, t.label_output, r.batch FROM tasks t"
+            " JOIN runs r ON r.run_id = t.run_id WHERE t.task_id=?",
+            (task_id,),
+        ).fetchone()
+        if row is None or row[2] is None:
+            return None
+        seq, samples, blob, label_output, batch = row
+        wire = msgpack.unpackb(blob, raw=False)
+        outputs = {name: np.array(protocol.decode_tensor(t, name)) for name, t in wire.items()}
+        first = (seq - 1) * batch if batch else None
+        return TaskResults(int(samples or 1), first, outputs, label_output)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResults:
+    """What :meth:`Journal.results_of` reads back: a task's output tensors."""
+
+    samples: int
+    first: int | None
+    """0-based position in its run of the task's first sample, when the run had a plan."""
+    outputs: dict[str, np.ndarray]
+    label_output: str | None
+
+
+def _result_columns(outcome: Any) -> tuple[bytes | None, str | None]:
+    """(outputs, label_output) of an outcome: its output tensors hold every sample's result."""
+    outputs = getattr(outcome, "outputs", None)
+    if not outcome.ok or not outputs:
+        return None, None
+    try:
+        blob = msgpack.packb(protocol.tensor_map(outputs), use_bin_type=True)
+    except ValueError:  # not a tensor the wire can carry (it came over the wire, so: never)
+        return None, None
+    return blob, getattr(outcome, "label_output", None)
+
+
+def _sample_count(inputs: Mapping[str, np.ndarray]) -> int:
+    """Samples in a task: the first dimension of its inputs (1 for a scalar input)."""
+    first = next(iter(inputs.values()), None)
+    shape = np.shape(first) if first is not None else ()
+    return int(shape[0]) if shape else 1
 
 
 BARE = ""
@@ -401,11 +430,12 @@ class JournaledSubmitter:
         run_id: str | None = None,
         plan: RunPlan | None = None,
         expected: Callable[[int], int | None] | None = None,
+        labels: Sequence[str] = (),
     ) -> None:
         self.inner = inner
         self.journal = journal
         self.model = model
-        self.run_id = run_id or journal.start_run(model, plan)
+        self.run_id = run_id or journal.start_run(model, plan, labels)
         self.expected = expected
         """The known label of the task at a position in the run (0-based), if any."""
         self._sent = 0
@@ -435,8 +465,19 @@ class JournaledSubmitter:
         self, task_id: str, model: str, arrays: dict[str, np.ndarray], options: dict[str, Any]
     ) -> Any:
         inputs: Any = arrays[BARE] if set(arrays) == {BARE} else arrays
+        # Cancelled before the outcome is in (Ctrl-C): the task stays pending, for --resume.
         outcome = await self.inner.submit(model, inputs, task_id=task_id, **options)
-        if not await self._finish((task_id, outcome)):
+        commit = asyncio.ensure_future(self._finish((task_id, outcome)))
+        try:
+            first = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            # Cancelled while the outcome is being committed: once committed it is never run
+            # again, so it must still reach the caller. The commit is one loop turn away.
+            first = await commit
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        if not first:
             self.duplicates += 1  # another process finished it first: not ours to report
         return outcome
 

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from netcore.models.registry import ModelError, load_samples
+from netcore.tasks.batch import TaskReport
 from netcore.tasks.journal import Journal, JournaledSubmitter, JournalError, JournalTask, RunInfo
+from netcore.tasks.ordered import run_in_order
 from netcore.tasks.tally import Tally
 
 
@@ -23,6 +25,35 @@ class PlannedTask:
     seq: int
     inputs: np.ndarray
     expected: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What a run's plan says of its samples: where each task's samples came from."""
+
+    batch: int
+    length: int | None
+    """Rows in the sample source (None: it cannot be read again)."""
+    labels: np.ndarray | None
+
+    def place(self, seq: int, count: int) -> tuple[int, list[int] | None, list[int | None] | None]:
+        first = (seq - 1) * self.batch
+        if self.length is None:
+            return first, None, None
+        rows = [(first + i) % self.length for i in range(count)]
+        labels = self.labels
+        return first, rows, [int(labels[r]) for r in rows] if labels is not None else None
+
+
+def _source_of(journal: Journal, run: RunInfo) -> _Source | None:
+    plan = journal.plan_of(run.run_id)
+    if plan is None:
+        return None
+    try:
+        samples, labels = load_samples(Path(plan.source) if plan.source else None)
+    except ModelError:
+        return _Source(plan.batch, None, None)
+    return _Source(plan.batch, len(samples), labels)
 
 
 def unsent_tasks(journal: Journal, run: RunInfo) -> list[PlannedTask]:
@@ -60,34 +91,64 @@ async def resume_runs(
     journal: Journal,
     runs: list[RunInfo],
     concurrency: int,
-    on_outcome: Callable[[int, Any, int | None], None] | None = None,
+    on_report: Callable[[TaskReport], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, Any]:
-    """Run every pending task of ``runs`` under its journaled id; summarise like ``submit``."""
+    """Run every pending task of ``runs`` under its journaled id; summarise like ``submit``.
+
+    Tasks keep the numbers their run gave them (the journal's ``seq``) and are reported in
+    that order, run by run.
+    """
     tally = Tally()
-    work: list[tuple[JournaledSubmitter, JournalTask | PlannedTask]] = []
+    work: list[tuple[JournaledSubmitter, JournalTask | PlannedTask, _Source | None]] = []
+    batch = 1
     for run in runs:
         journal.claim(run.run_id)
         journaled = JournaledSubmitter(submitter, journal, run.model, run_id=run.run_id)
-        work.extend((journaled, entry) for entry in journal.pending(run.run_id))
-        work.extend((journaled, entry) for entry in unsent_tasks(journal, run))
-    queue = list(reversed(work))
+        source = _source_of(journal, run)
+        batch = max(batch, source.batch if source else 1)
+        entries: list[JournalTask | PlannedTask] = [*journal.pending(run.run_id)]
+        entries.extend(unsent_tasks(journal, run))
+        work.extend((journaled, entry, source) for entry in entries)
 
-    async def lane() -> None:
-        while queue:
-            journaled, entry = queue.pop()
-            if isinstance(entry, PlannedTask):
-                outcome = await journaled.submit_at(journaled.model, entry.inputs, entry.expected)
-            else:
-                outcome = await journaled.resume(entry)
-            tally.add(outcome, entry.expected)
-            if on_outcome is not None:
-                on_outcome(entry.seq, outcome, entry.expected)
+    async def run_one(index: int) -> Any:
+        journaled, entry, _ = work[index]
+        if isinstance(entry, PlannedTask):
+            return await journaled.submit_at(journaled.model, entry.inputs, entry.expected)
+        return await journaled.resume(entry)
+
+    def emit(index: int, outcome: Any) -> None:
+        _, entry, source = work[index]
+        count = _count(entry)
+        if source is not None:
+            first, rows, expected = source.place(entry.seq, count)
+        else:
+            first, rows, expected = entry.seq - 1, None, None
+        if count == 1 and entry.expected is not None:
+            expected = [entry.expected]
+        report = TaskReport(entry.seq, outcome, first, count, rows, expected)
+        tally.add(report)
+        if on_report is not None:
+            on_report(report)
 
     started = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(min(concurrency, len(work)) or 1)))
+    progress = await run_in_order(
+        len(work), concurrency, run_one, emit, window=None if on_report else 0, stop=stop
+    )
     elapsed = time.perf_counter() - started
     for run in runs:
         journal.end_run(run.run_id)
-    summary = tally.summary(len(work), elapsed)
+    samples = sum(_count(entry) for _, entry, _ in work)
+    summary = tally.summary(len(work), samples, batch, elapsed)
     summary["resumed_runs"] = [r.run_id for r in runs]
+    if progress.interrupted:
+        summary["interrupted"] = True
     return summary
+
+
+def _count(entry: JournalTask | PlannedTask) -> int:
+    """Samples in a task: its input's first dimension."""
+    first = (
+        entry.inputs if isinstance(entry, PlannedTask) else next(iter(entry.inputs.values()), None)
+    )
+    return int(np.shape(first)[0]) if first is not None and np.ndim(first) else 1

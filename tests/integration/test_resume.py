@@ -77,8 +77,9 @@ def test_killed_requester_resumes_and_reports_each_outcome_once(
     assert after == {"done": TASKS}, after
     seen = Counter(seen_first + seen_second)
     assert all(n == 1 for n in seen.values()), "an outcome was reported twice"
-    # At most the outcomes in flight at the kill were committed but never printed.
-    assert len(seen) >= TASKS - 8
+    # At most the outcomes in flight at the kill, or waiting to be printed in task order
+    # (4 x --concurrency, netcore.tasks.ordered), were committed but never printed.
+    assert len(seen) >= TASKS - 4 * 8
     assert len(seen_second) == TASKS - before["done"]
     with sqlite3.connect(db) as conn:
         ids = [r[0] for r in conn.execute("SELECT task_id FROM tasks")]
