@@ -68,6 +68,8 @@ class DispatchHost(Protocol):
 
     def refresh_panes(self) -> None: ...
 
+    def redraw_soon(self) -> None: ...
+
     def worker_name(self, peer_id: str) -> str: ...
 
     def samples(self) -> tuple[np.ndarray, np.ndarray | None] | None: ...
@@ -99,7 +101,8 @@ class DispatchActions:
     def dispatch(self: DispatchHost, count: int, redraw: bool = True) -> int:
         """Queue ``count`` tasks with random held-out samples; returns how many.
 
-        ``redraw`` shows them at once (a key press); the stream leaves it to the next tick.
+        ``redraw`` shows them soon (a key press: see ``P2PConsole.redraw_soon``); the stream
+        leaves it to the next tick.
         """
         if not self.node_running:
             why = self.node_failed or "it is still starting"
@@ -121,7 +124,7 @@ class DispatchActions:
                 )
         self.tasks.dispatch_samples(count, loaded, self.model, self.pinned)
         if redraw:
-            self.refresh_panes()
+            self.redraw_soon()
         return count
 
     def has_workers(self: DispatchHost) -> bool:

@@ -21,6 +21,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widgets import Footer
 
 from netcore.observe.events import Event
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
 __all__ = ["P2PConsole"]
 
 log = logging.getLogger("p2pai.console")
+
+DISPATCH_REDRAW_S = 0.15
+"""A key press's tasks show when they are done, or this long after the press."""
 
 
 class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
@@ -128,12 +132,14 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
             max_concurrency=max_concurrency,
             seed=seed,
         )
+        self.tasks.on_idle = self._tasks_idle
         self.stream = TaskStream(stream_rate, clock, max_backlog=2 * max_concurrency)
         self._samples = samples
         self._level = getattr(logging, log_level.upper(), logging.INFO)
         self._log_handler = ConsoleLogHandler(self, self._level, log_format)
         self._log_timestamps = log_timestamps
         self._stream_timer: Any = None
+        self._redraw_timer: Timer | None = None
         self._started_at: float | None = None
         self._last_no_workers = -1e9
         self._latency_version = -1
@@ -287,6 +293,27 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
         self.latency_pane.show(samples, stats_text(p50, p99, rate, len(latency.samples)))
         self.header_bar.show(self._header_info())
         self.report_exited_local_peers()
+
+    def redraw_soon(self) -> None:
+        """Show what a key press dispatched once its tasks are done, or ``DISPATCH_REDRAW_S``
+        after the press if they take longer.
+
+        Drawing the screen takes the loop for tens of ms (the tables re-render every visible
+        cell). Drawn at once after the press, it ran while the tasks were on the wire, and
+        their replies waited for it: a single ``d`` measured 20-100 ms instead of ~2 ms, a
+        burst's median 120 ms (profiled, see docs/benchmarks.md)."""
+        if self._redraw_timer is None:
+            self._redraw_timer = self.set_timer(DISPATCH_REDRAW_S, self._redraw_now)
+
+    def _redraw_now(self) -> None:
+        if self._redraw_timer is not None:
+            self._redraw_timer.stop()
+            self._redraw_timer = None
+        self.refresh_panes()
+
+    def _tasks_idle(self) -> None:
+        if self._redraw_timer is not None:
+            self._redraw_now()
 
     def _own_id(self) -> str:
         with contextlib.suppress(Exception):

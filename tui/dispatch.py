@@ -59,6 +59,8 @@ class TaskRunner:
         self.verify = False
         """Verified mode: each task on ``VERIFY_REDUNDANCY`` workers, the majority wins."""
         self.verifier: Verifier | None = None
+        self.on_idle: Callable[[], None] | None = None
+        """Called when the last task in flight got its outcome (the app redraws then)."""
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -78,12 +80,17 @@ class TaskRunner:
     ) -> None:
         """Start ``count`` tasks, each on a random sample (labelled when ``samples`` has labels)."""
         x, y = samples
+        tasks = []
         for _ in range(count):
             index = self.rng.randrange(len(x))
             expected = int(y[index]) if y is not None else None
             task_id = f"{self.rng.getrandbits(64):016x}"
             record = self.book.add(task_id, model, pin=pin, expected=expected)
-            self.start(record, x[index : index + 1])
+            tasks.append((record, x[index : index + 1]))
+        if self.journal is not None:
+            self.journal.add(tasks)  # all of them in one commit, before any is sent
+        for record, sample in tasks:
+            self.start(record, sample)
 
     def open_journal(self) -> int:
         """Journal tasks from now on and restart those a previous console left unfinished (it
@@ -102,13 +109,16 @@ class TaskRunner:
         """Run one booked task as a tracked asyncio task."""
         task = asyncio.get_running_loop().create_task(self._run(record, sample))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks and self.on_idle is not None:
+            self.on_idle()
 
     async def _run(self, record: TaskRecord, sample: np.ndarray) -> None:
         options: dict[str, Any] = {"task_id": record.task_id}
         journal = self.journal
-        if journal is not None and not record.journaled:
-            journal.add(record, sample)
         if record.pin is not None:
             options["pin"] = record.pin
         try:
@@ -124,7 +134,7 @@ class TaskRunner:
             log.warning("task %s: %s: %s", record.task_id[:8], type(exc).__name__, exc)
             return
         if journal is not None and record.journaled:
-            journal.finish(record, outcome)
+            await journal.finish(record, outcome)
         if self.book.finish(record.task_id, outcome) is not None:
             self.latency.add(outcome.latency_s * 1000, self.clock())
 
