@@ -78,7 +78,7 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
         Binding("m", "pick_model", "Model"),
         Binding("p", "toggle_pin", "Pin peer"),
         Binding("c", "clear_finished", "Clear"),
-        Binding("v", "toggle_verify", "Verify", show=False),
+        Binding("v", "toggle_verify", "Verify"),
         Binding("l", "focus_logs", "Logs"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),

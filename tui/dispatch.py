@@ -27,6 +27,9 @@ log = logging.getLogger("p2pai.console")
 
 VERIFY_REDUNDANCY = 3
 """Workers per task in verified mode (v): the majority label wins (netcore.tasks.verify)."""
+MIN_VERIFY_REDUNDANCY = 2
+"""Fewer workers than ``VERIFY_REDUNDANCY`` (``make run`` starts 2): verified mode uses all of
+them, and all must agree (a strict majority of 2); one answer alone verifies nothing."""
 MAX_CONCURRENCY = 64
 """Tasks inside ``Node.submit`` at once; the rest wait for a slot, shown as queued."""
 
@@ -144,12 +147,35 @@ class TaskRunner:
         """Verified mode needs a node with a scheduler (a running, real one)."""
         return getattr(self.node, "scheduler", None) is not None
 
-    def toggle_verify(self) -> bool:
-        """Turn verified mode on or off; returns whether it is now on."""
+    def verify_workers(self, model: str) -> int:
+        """Distinct workers a verified task for ``model`` can use now (as the Verifier counts)."""
+        scheduler = getattr(self.node, "scheduler", None)
+        if scheduler is None:
+            return 0
+        return len(scheduler.candidates(model, None))
+
+    @property
+    def redundancy(self) -> int:
+        """Workers per verified task, as last set by :meth:`fit_redundancy`."""
+        return self.verifier.redundancy if self.verifier is not None else VERIFY_REDUNDANCY
+
+    def fit_redundancy(self, workers: int) -> int | None:
+        """Verified tasks on ``VERIFY_REDUNDANCY`` workers, or on all ``workers`` when fewer
+        (at least ``MIN_VERIFY_REDUNDANCY``); returns that redundancy, None when too few."""
+        if workers < MIN_VERIFY_REDUNDANCY:
+            return None
+        redundancy = min(VERIFY_REDUNDANCY, workers)
         if self.verifier is None:
             from netcore.tasks.verify import Verifier
 
-            self.verifier = Verifier(self.node, redundancy=VERIFY_REDUNDANCY, vote="label")
+            self.verifier = Verifier(self.node, redundancy=redundancy, vote="label")
+        # Both read per task: a change applies to the next task, not those in flight.
+        self.verifier.redundancy = self.verifier.extra = redundancy
+        return redundancy
+
+    def toggle_verify(self) -> bool:
+        """Turn verified mode on or off; returns whether it is now on (set the redundancy with
+        :meth:`fit_redundancy` first)."""
         self.verify = not self.verify
         return self.verify
 

@@ -18,7 +18,11 @@ def key_help(burst: int, verify_redundancy: int) -> list[tuple[str, str]]:
         ("m", "pick the model (held here or advertised by peers)"),
         ("p", "pin dispatch to the peer selected in the Peers table (again to unpin)"),
         ("c", "clear finished tasks from the table (totals stay)"),
-        ("v", f"verified mode: each task on {verify_redundancy} workers, majority label wins"),
+        (
+            "v",
+            f"verified mode: each task on {verify_redundancy} workers, majority label wins "
+            "(on both when only 2 are there)",
+        ),
         ("l", "focus the logs (scroll them with the arrows)"),
         ("tab", "move focus between the tables and the logs"),
         ("?", "this help"),
@@ -59,7 +63,8 @@ def palette_entries(burst: int, verify_redundancy: int) -> tuple[PaletteEntry, .
         ),
         PaletteEntry(
             "Toggle verified mode",
-            f"Run each task on {verify_redundancy} workers and take the majority answer (v)",
+            f"Run each task on {verify_redundancy} workers (or both of 2) and take the majority "
+            "answer (v)",
             "toggle_verify",
         ),
         PaletteEntry("Focus the logs", "Move focus to the log pane (l)", "focus_logs"),
