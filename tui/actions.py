@@ -13,9 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from netcore.models.registry import ModelError, load_samples
-
 from .dispatch import MIN_VERIFY_REDUNDANCY, VERIFY_REDUNDANCY
+from .samples import CannotFeed
 from .state import GONE
 
 if TYPE_CHECKING:
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
     from .dispatch import TaskRunner
+    from .samples import FeedBook
     from .state import NodeLike, PeerRow, TaskBook
     from .stream import TaskStream
     from .widgets import PeersPane
@@ -53,7 +53,7 @@ class DispatchHost(Protocol):
     node_running: bool
     node_failed: str | None
     peers_pane: PeersPane
-    _samples: tuple[np.ndarray, np.ndarray | None] | None
+    feeds: FeedBook
     _last_no_workers: float
     _stream_timer: Any
 
@@ -90,18 +90,16 @@ class DispatchActions:
     # What these actions change (the App sets them first, in its __init__).
     pinned: str | None
     streaming: bool
-    _samples: tuple[np.ndarray, np.ndarray | None] | None
     _last_no_workers: float
 
     def samples(self: DispatchHost) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The held-out samples tasks pick from (the bundled digits unless given)."""
-        if self._samples is None:
-            try:
-                self._samples = load_samples()
-            except ModelError as exc:
-                self.notify(str(exc), title="No samples", severity="error")
-                return None
-        return self._samples
+        """The samples the current model's tasks pick from (see :mod:`tui.samples`)."""
+        try:
+            feed = self.feeds.feed(self.node, self.model)
+        except CannotFeed as exc:
+            self.notify(f"Cannot feed {self.model!r}: {exc}", title="No samples", severity="error")
+            return None
+        return feed.x, feed.y
 
     def dispatch(self: DispatchHost, count: int, redraw: bool = True) -> int:
         """Queue ``count`` tasks with random held-out samples; returns how many.

@@ -45,6 +45,7 @@ from .messages import (
     TasksServed,
 )
 from .peer_rows import PeerRoster
+from .samples import CannotFeed, FeedBook
 from .screens import HelpScreen, ModelPickerScreen
 from .state import HeaderInfo, LatencyWindow, NodeLike, PeerRow, TaskBook, advertised_models
 from .status import peers_placeholder
@@ -133,8 +134,9 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
             seed=seed,
         )
         self.tasks.on_idle = self._tasks_idle
+        self.tasks.worker_name = self.worker_name
         self.stream = TaskStream(stream_rate, clock, max_backlog=2 * max_concurrency)
-        self._samples = samples
+        self.feeds = FeedBook(samples, given_for=model, seed=seed)
         self._level = getattr(logging, log_level.upper(), logging.INFO)
         self._log_handler = ConsoleLogHandler(self, self._level, log_format)
         self._log_timestamps = log_timestamps
@@ -356,14 +358,23 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
     def action_pick_model(self) -> None:
         local = self.node.registry.names()
         remote = advertised_models(self.node.peers)
+        unfed = {}
+        for name in set(local) | set(remote):
+            reason = self.feeds.reason(self.node, name)
+            if reason is not None:
+                unfed[name] = reason
 
         def chosen(name: str | None) -> None:
             if name and name != self.model:
                 self.model = name
-                self.notify(f"Dispatching model {name!r}")
+                try:
+                    what = self.feeds.feed(self.node, name).source
+                except CannotFeed as exc:
+                    what = str(exc)
+                self.notify(f"Dispatching model {name!r}: {what}")
                 self.refresh_panes()
 
-        self.push_screen(ModelPickerScreen(local, remote, self.model), chosen)
+        self.push_screen(ModelPickerScreen(local, remote, self.model, unfed), chosen)
 
     def action_focus_logs(self) -> None:
         self.logs_pane.focus()

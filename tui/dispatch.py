@@ -62,6 +62,8 @@ class TaskRunner:
         self.verify = False
         """Verified mode: each task on ``VERIFY_REDUNDANCY`` workers, the majority wins."""
         self.verifier: Verifier | None = None
+        self.worker_name: Callable[[str], str] = lambda peer_id: peer_id[:8]
+        """How failures name a worker in the log (the app sets its peers' names)."""
         self.on_idle: Callable[[], None] | None = None
         """Called when the last task in flight got its outcome (the app redraws then)."""
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -138,8 +140,15 @@ class TaskRunner:
             return
         if journal is not None and record.journaled:
             await journal.finish(record, outcome)
-        if self.book.finish(record.task_id, outcome) is not None:
-            self.latency.add(outcome.latency_s * 1000, self.clock())
+        finished = self.book.finish(record.task_id, outcome)
+        if finished is None:
+            return
+        self.latency.add(outcome.latency_s * 1000, self.clock())
+        if not outcome.ok:  # the Tasks table has room for the start of it; the log has all of it
+            where = f" on {self.worker_name(outcome.worker)}" if outcome.worker else ""
+            log.warning(
+                "task %s (%s) failed%s: %s", record.task_id[:8], record.model, where, finished.error
+            )
 
     # --- verified mode -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 def key_help(burst: int, verify_redundancy: int) -> list[tuple[str, str]]:
     """Each key and what it does, for the help screen (?)."""
     return [
-        ("d", "dispatch one task: a random held-out digit to a worker"),
+        ("d", "dispatch one task: a random sample of the model (its own, or made to fit it)"),
         ("b", f"dispatch a burst of {burst} tasks"),
         ("r", "start or stop a steady stream of tasks"),
         ("m", "pick the model (held here or advertised by peers)"),
@@ -44,7 +44,7 @@ def palette_entries(burst: int, verify_redundancy: int) -> tuple[PaletteEntry, .
     """The console's own commands, in the order the palette lists them."""
     return (
         PaletteEntry(
-            "Dispatch one task", "Send a random held-out digit to a worker (d)", "dispatch"
+            "Dispatch one task", "Send a random sample of the model to a worker (d)", "dispatch"
         ),
         PaletteEntry(f"Dispatch a burst of {burst}", f"Send {burst} tasks at once (b)", "burst"),
         PaletteEntry(
