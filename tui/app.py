@@ -69,15 +69,20 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
     """Peers appear live; keys dispatch tasks; the node leaves gracefully on quit."""
 
     CSS_PATH = "app.tcss"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (120, "-wide"),
+    ]
+    """Narrower than 120 columns the tasks table spans the width (see app.tcss)."""
     TITLE = "p2pai console"
     ENABLE_COMMAND_PALETTE = True
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("d", "dispatch", "Dispatch"),
-        Binding("b", "burst", f"Burst {BURST}"),
+        Binding("b", "burst", "Burst"),
         Binding("r", "toggle_stream", "Stream"),
         Binding("m", "pick_model", "Model"),
-        Binding("p", "toggle_pin", "Pin peer"),
+        Binding("p", "toggle_pin", "Pin"),
         Binding("c", "clear_finished", "Clear"),
         Binding("v", "toggle_verify", "Verify"),
         Binding("l", "focus_logs", "Logs"),
@@ -174,7 +179,8 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
                 with Vertical(id="side"):
                     yield LatencyPane(id="latency")
                     yield LogsPane(id="logs", timestamps=self._log_timestamps)
-        yield Footer()
+        # Compact, without the palette's own entry (ctrl+p, listed by ?): every key fits in 80.
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.peers_pane = self.query_one(PeersPane)
