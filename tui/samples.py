@@ -165,10 +165,9 @@ class FeedBook:
         find = getattr(node.registry, "find", None)
         spec = find(model) if find is not None else None
         if spec is not None and spec.source == "shipped":
-            try:
+            path = assets_dir() / "samples" / f"{model}-test.npz"
+            if path.is_file():
                 yield Feed(*self._shipped(model), f"held-out {model} samples")
-            except CannotFeed:
-                pass
         plugin_feed = self._plugin(node, model)
         if plugin_feed is not None:
             yield plugin_feed

@@ -33,9 +33,7 @@ class ConsoleJournal:
         self.journal = journal
         self._interrupted = interrupted_run_ids
         self._run_id: str | None = None
-        self._finish: GroupCommit[tuple[str, TaskOutcome], bool] = GroupCommit(
-            journal.finish_many
-        )
+        self._finish: GroupCommit[tuple[str, TaskOutcome], bool] = GroupCommit(journal.finish_many)
         """The outcomes of one turn of the loop share a commit (a burst's replies come in
         batches: a commit each cost more than the task)."""
 

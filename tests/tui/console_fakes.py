@@ -29,7 +29,6 @@ from netcore.observe.events import (
 )
 from netcore.tasks.scheduler import TaskOutcome
 
-
 SIGNATURES: dict[str, list[dict[str, Any]]] = {
     "digits": [{"name": "input", "dtype": "float32", "shape": [-1, 64]}],
     "iris": [{"name": "float_input", "dtype": "float32", "shape": [-1, 4]}],
