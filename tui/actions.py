@@ -9,12 +9,12 @@ tell the user what happened.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from netcore.models.registry import ModelError, load_samples
-
-from .dispatch import VERIFY_REDUNDANCY
+from .dispatch import MIN_VERIFY_REDUNDANCY, VERIFY_REDUNDANCY
+from .samples import CannotFeed
 from .state import GONE
 
 if TYPE_CHECKING:
@@ -22,9 +22,12 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
     from .dispatch import TaskRunner
+    from .samples import FeedBook
     from .state import NodeLike, PeerRow, TaskBook
     from .stream import TaskStream
     from .widgets import PeersPane
+
+log = logging.getLogger("p2pai.console")
 
 BURST = 100
 """Tasks one press of b dispatches."""
@@ -50,7 +53,7 @@ class DispatchHost(Protocol):
     node_running: bool
     node_failed: str | None
     peers_pane: PeersPane
-    _samples: tuple[np.ndarray, np.ndarray | None] | None
+    feeds: FeedBook
     _last_no_workers: float
     _stream_timer: Any
 
@@ -68,6 +71,8 @@ class DispatchHost(Protocol):
 
     def refresh_panes(self) -> None: ...
 
+    def redraw_soon(self) -> None: ...
+
     def worker_name(self, peer_id: str) -> str: ...
 
     def samples(self) -> tuple[np.ndarray, np.ndarray | None] | None: ...
@@ -76,6 +81,8 @@ class DispatchHost(Protocol):
 
     def has_workers(self) -> bool: ...
 
+    def fit_verify(self, announce: bool) -> bool: ...
+
 
 class DispatchActions:
     """The dispatch keys' actions, and ``dispatch`` itself."""
@@ -83,23 +90,22 @@ class DispatchActions:
     # What these actions change (the App sets them first, in its __init__).
     pinned: str | None
     streaming: bool
-    _samples: tuple[np.ndarray, np.ndarray | None] | None
     _last_no_workers: float
 
     def samples(self: DispatchHost) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The held-out samples tasks pick from (the bundled digits unless given)."""
-        if self._samples is None:
-            try:
-                self._samples = load_samples()
-            except ModelError as exc:
-                self.notify(str(exc), title="No samples", severity="error")
-                return None
-        return self._samples
+        """The samples the current model's tasks pick from (see :mod:`tui.samples`)."""
+        try:
+            feed = self.feeds.feed(self.node, self.model)
+        except CannotFeed as exc:
+            self.notify(f"Cannot feed {self.model!r}: {exc}", title="No samples", severity="error")
+            return None
+        return feed.x, feed.y
 
     def dispatch(self: DispatchHost, count: int, redraw: bool = True) -> int:
         """Queue ``count`` tasks with random held-out samples; returns how many.
 
-        ``redraw`` shows them at once (a key press); the stream leaves it to the next tick.
+        ``redraw`` shows them soon (a key press: see ``P2PConsole.redraw_soon``); the stream
+        leaves it to the next tick.
         """
         if not self.node_running:
             why = self.node_failed or "it is still starting"
@@ -107,6 +113,8 @@ class DispatchActions:
             return 0
         loaded = self.samples()
         if loaded is None:
+            return 0
+        if self.tasks.verify and not self.fit_verify(announce=False):
             return 0
         if not self.has_workers():
             now = self.clock()
@@ -121,8 +129,35 @@ class DispatchActions:
                 )
         self.tasks.dispatch_samples(count, loaded, self.model, self.pinned)
         if redraw:
-            self.refresh_panes()
+            self.redraw_soon()
         return count
+
+    def fit_verify(self: DispatchHost, announce: bool) -> bool:
+        """Size verified mode to the workers there are now; False (and says why) when fewer
+        than two: a task checked by one worker is not verified. A reduced redundancy is
+        logged when ``announce`` (v pressed) or when it changed since the last task."""
+        before = self.tasks.redundancy
+        workers = self.tasks.verify_workers(self.model)
+        redundancy = self.tasks.fit_redundancy(workers)
+        if redundancy is None:
+            self.notify(
+                f"Verified mode (v) needs {MIN_VERIFY_REDUNDANCY} workers with model "
+                f"{self.model!r}; {workers} usable now",
+                title="Too few workers",
+                severity="warning",
+            )
+            return False
+        if redundancy < VERIFY_REDUNDANCY and (announce or redundancy != before):
+            log.warning(
+                "verified mode: redundancy %d, not %d: only %d workers hold %r (all must agree)",
+                redundancy,
+                VERIFY_REDUNDANCY,
+                workers,
+                self.model,
+            )
+        elif redundancy != before and not announce:
+            log.info("verified mode: redundancy %d again (%d workers)", redundancy, workers)
+        return True
 
     def has_workers(self: DispatchHost) -> bool:
         """A worker can take tasks for the current model (and the pinned peer, if any)."""
@@ -176,13 +211,20 @@ class DispatchActions:
     def action_toggle_verify(self: DispatchHost) -> None:
         if not self.tasks.can_verify():
             self.notify("Verified mode needs a running node", severity="warning")
-        elif self.tasks.toggle_verify():
-            self.notify(
-                f"Verified mode: each task runs on {VERIFY_REDUNDANCY} distinct workers and the "
-                "majority label wins (v again stops; pins are ignored)"
-            )
-        else:
+        elif self.tasks.verify:
+            self.tasks.toggle_verify()
             self.notify("Verified mode off: one worker per task")
+            self.refresh_panes()
+        elif self.fit_verify(announce=True):
+            self.tasks.toggle_verify()
+            k = self.tasks.redundancy
+            rule = "the majority label wins" if k > 2 else "both must give the same label"
+            fewer = f" (only {k} workers: not {VERIFY_REDUNDANCY})" if k < VERIFY_REDUNDANCY else ""
+            self.notify(
+                f"Verified mode: each task runs on {k} distinct workers{fewer} and {rule} "
+                "(v again stops; pins are ignored)"
+            )
+            self.refresh_panes()
 
     def action_clear_finished(self: DispatchHost) -> None:
         cleared = self.book.clear_finished()

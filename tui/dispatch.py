@@ -27,6 +27,9 @@ log = logging.getLogger("p2pai.console")
 
 VERIFY_REDUNDANCY = 3
 """Workers per task in verified mode (v): the majority label wins (netcore.tasks.verify)."""
+MIN_VERIFY_REDUNDANCY = 2
+"""Fewer workers than ``VERIFY_REDUNDANCY`` (``make run`` starts 2): verified mode uses all of
+them, and all must agree (a strict majority of 2); one answer alone verifies nothing."""
 MAX_CONCURRENCY = 64
 """Tasks inside ``Node.submit`` at once; the rest wait for a slot, shown as queued."""
 
@@ -59,6 +62,10 @@ class TaskRunner:
         self.verify = False
         """Verified mode: each task on ``VERIFY_REDUNDANCY`` workers, the majority wins."""
         self.verifier: Verifier | None = None
+        self.worker_name: Callable[[str], str] = lambda peer_id: peer_id[:8]
+        """How failures name a worker in the log (the app sets its peers' names)."""
+        self.on_idle: Callable[[], None] | None = None
+        """Called when the last task in flight got its outcome (the app redraws then)."""
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -78,12 +85,17 @@ class TaskRunner:
     ) -> None:
         """Start ``count`` tasks, each on a random sample (labelled when ``samples`` has labels)."""
         x, y = samples
+        tasks = []
         for _ in range(count):
             index = self.rng.randrange(len(x))
             expected = int(y[index]) if y is not None else None
             task_id = f"{self.rng.getrandbits(64):016x}"
             record = self.book.add(task_id, model, pin=pin, expected=expected)
-            self.start(record, x[index : index + 1])
+            tasks.append((record, x[index : index + 1]))
+        if self.journal is not None:
+            self.journal.add(tasks)  # all of them in one commit, before any is sent
+        for record, sample in tasks:
+            self.start(record, sample)
 
     def open_journal(self) -> int:
         """Journal tasks from now on and restart those a previous console left unfinished (it
@@ -102,13 +114,16 @@ class TaskRunner:
         """Run one booked task as a tracked asyncio task."""
         task = asyncio.get_running_loop().create_task(self._run(record, sample))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks and self.on_idle is not None:
+            self.on_idle()
 
     async def _run(self, record: TaskRecord, sample: np.ndarray) -> None:
         options: dict[str, Any] = {"task_id": record.task_id}
         journal = self.journal
-        if journal is not None and not record.journaled:
-            journal.add(record, sample)
         if record.pin is not None:
             options["pin"] = record.pin
         try:
@@ -124,9 +139,16 @@ class TaskRunner:
             log.warning("task %s: %s: %s", record.task_id[:8], type(exc).__name__, exc)
             return
         if journal is not None and record.journaled:
-            journal.finish(record, outcome)
-        if self.book.finish(record.task_id, outcome) is not None:
-            self.latency.add(outcome.latency_s * 1000, self.clock())
+            await journal.finish(record, outcome)
+        finished = self.book.finish(record.task_id, outcome)
+        if finished is None:
+            return
+        self.latency.add(outcome.latency_s * 1000, self.clock())
+        if not outcome.ok:  # the Tasks table has room for the start of it; the log has all of it
+            where = f" on {self.worker_name(outcome.worker)}" if outcome.worker else ""
+            log.warning(
+                "task %s (%s) failed%s: %s", record.task_id[:8], record.model, where, finished.error
+            )
 
     # --- verified mode -----------------------------------------------------------------------
 
@@ -134,12 +156,35 @@ class TaskRunner:
         """Verified mode needs a node with a scheduler (a running, real one)."""
         return getattr(self.node, "scheduler", None) is not None
 
-    def toggle_verify(self) -> bool:
-        """Turn verified mode on or off; returns whether it is now on."""
+    def verify_workers(self, model: str) -> int:
+        """Distinct workers a verified task for ``model`` can use now (as the Verifier counts)."""
+        scheduler = getattr(self.node, "scheduler", None)
+        if scheduler is None:
+            return 0
+        return len(scheduler.candidates(model, None))
+
+    @property
+    def redundancy(self) -> int:
+        """Workers per verified task, as last set by :meth:`fit_redundancy`."""
+        return self.verifier.redundancy if self.verifier is not None else VERIFY_REDUNDANCY
+
+    def fit_redundancy(self, workers: int) -> int | None:
+        """Verified tasks on ``VERIFY_REDUNDANCY`` workers, or on all ``workers`` when fewer
+        (at least ``MIN_VERIFY_REDUNDANCY``); returns that redundancy, None when too few."""
+        if workers < MIN_VERIFY_REDUNDANCY:
+            return None
+        redundancy = min(VERIFY_REDUNDANCY, workers)
         if self.verifier is None:
             from netcore.tasks.verify import Verifier
 
-            self.verifier = Verifier(self.node, redundancy=VERIFY_REDUNDANCY, vote="label")
+            self.verifier = Verifier(self.node, redundancy=redundancy, vote="label")
+        # Both read per task: a change applies to the next task, not those in flight.
+        self.verifier.redundancy = self.verifier.extra = redundancy
+        return redundancy
+
+    def toggle_verify(self) -> bool:
+        """Turn verified mode on or off; returns whether it is now on (set the redundancy with
+        :meth:`fit_redundancy` first)."""
         self.verify = not self.verify
         return self.verify
 

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 def key_help(burst: int, verify_redundancy: int) -> list[tuple[str, str]]:
     """Each key and what it does, for the help screen (?)."""
     return [
-        ("d", "dispatch one task: a random held-out digit to a worker"),
+        ("d", "dispatch one task: a random sample of the model (its own, or made to fit it)"),
         ("b", f"dispatch a burst of {burst} tasks"),
         ("r", "start or stop a steady stream of tasks"),
         ("m", "pick the model (held here or advertised by peers)"),
         ("p", "pin dispatch to the peer selected in the Peers table (again to unpin)"),
         ("c", "clear finished tasks from the table (totals stay)"),
-        ("v", f"verified mode: each task on {verify_redundancy} workers, majority label wins"),
+        (
+            "v",
+            f"verified mode: each task on {verify_redundancy} workers, majority label wins "
+            "(on both when only 2 are there)",
+        ),
         ("l", "focus the logs (scroll them with the arrows)"),
         ("tab", "move focus between the tables and the logs"),
         ("?", "this help"),
@@ -40,7 +44,7 @@ def palette_entries(burst: int, verify_redundancy: int) -> tuple[PaletteEntry, .
     """The console's own commands, in the order the palette lists them."""
     return (
         PaletteEntry(
-            "Dispatch one task", "Send a random held-out digit to a worker (d)", "dispatch"
+            "Dispatch one task", "Send a random sample of the model to a worker (d)", "dispatch"
         ),
         PaletteEntry(f"Dispatch a burst of {burst}", f"Send {burst} tasks at once (b)", "burst"),
         PaletteEntry(
@@ -59,7 +63,8 @@ def palette_entries(burst: int, verify_redundancy: int) -> tuple[PaletteEntry, .
         ),
         PaletteEntry(
             "Toggle verified mode",
-            f"Run each task on {verify_redundancy} workers and take the majority answer (v)",
+            f"Run each task on {verify_redundancy} workers (or both of 2) and take the majority "
+            "answer (v)",
             "toggle_verify",
         ),
         PaletteEntry("Focus the logs", "Move focus to the log pane (l)", "focus_logs"),

@@ -8,6 +8,7 @@ arrives, once. A journal failure is logged and never blocks a task.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from .state import NodeLike, TaskRecord
 if TYPE_CHECKING:
     import numpy as np
 
-    from netcore.tasks.journal import Journal, JournalTask
+    from netcore.tasks.journal import GroupCommit, Journal, JournalTask
     from netcore.tasks.scheduler import TaskOutcome
 
 log = logging.getLogger("p2pai.console")
@@ -27,9 +28,14 @@ class ConsoleJournal:
     run of its own, started with its first task."""
 
     def __init__(self, journal: Journal, interrupted_run_ids: list[str]) -> None:
+        from netcore.tasks.journal import GroupCommit
+
         self.journal = journal
         self._interrupted = interrupted_run_ids
         self._run_id: str | None = None
+        self._finish: GroupCommit[tuple[str, TaskOutcome], bool] = GroupCommit(journal.finish_many)
+        """The outcomes of one turn of the loop share a commit (a burst's replies come in
+        batches: a commit each cost more than the task)."""
 
     @classmethod
     def open(cls, node: NodeLike) -> ConsoleJournal | None:
@@ -60,25 +66,32 @@ class ConsoleJournal:
         self._interrupted = []
         return pending
 
-    def add(self, record: TaskRecord, sample: np.ndarray) -> None:
-        """Commit a task before it is sent (``record.journaled`` then names its run)."""
+    def add(self, tasks: Sequence[tuple[TaskRecord, np.ndarray]]) -> None:
+        """Commit tasks before they are sent, in one transaction (one key press: a burst is
+        one commit, not a hundred); ``record.journaled`` then names their run."""
+        if not tasks:
+            return
+        from netcore.tasks.journal import NewTask
+
         try:
             if self._run_id is None:
-                self._run_id = self.journal.start_run(record.model)
-            self.journal.add(
-                self._run_id,
-                record.model,
-                {"": sample},
-                expected=record.expected,
-                task_id=record.task_id,
+                self._run_id = self.journal.start_run(tasks[0][0].model)
+            run_id = self._run_id
+            self.journal.add_many(
+                [
+                    NewTask(run_id, r.model, {"": sample}, expected=r.expected, task_id=r.task_id)
+                    for r, sample in tasks
+                ]
             )
-            record.journaled = self._run_id
         except Exception as exc:  # the journal is a safety net: never block the task
-            log.warning("task %s is not journaled: %s", record.task_id[:8], exc)
+            log.warning("%d task(s) not journaled: %s", len(tasks), exc)
+            return
+        for record, _ in tasks:
+            record.journaled = run_id
 
-    def finish(self, record: TaskRecord, outcome: TaskOutcome) -> None:
-        """Commit a journaled task's outcome."""
+    async def finish(self, record: TaskRecord, outcome: TaskOutcome) -> None:
+        """Commit a journaled task's outcome (with the others of this turn of the loop)."""
         try:
-            self.journal.finish(record.task_id, outcome)
+            await self._finish((record.task_id, outcome))
         except Exception as exc:
             log.warning("task %s outcome is not journaled: %s", record.task_id[:8], exc)

@@ -69,6 +69,9 @@ class ModelPlugin:
     """Raw input (anything) -> ``{input name: array}``; runs on the requester."""
     postprocess: Postprocess | None = None
     """``{output name: array}`` -> result (anything JSON-friendly); runs on the requester."""
+    samples: tuple[tuple[Any, int | None], ...] = ()
+    """Known inputs to try the model with: ``(raw input, expected label or None)`` pairs, the
+    raw input as ``preprocess`` takes it (the console's ``d`` sends them)."""
 
 
 class PluginError(Exception):

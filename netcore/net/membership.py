@@ -275,6 +275,18 @@ class Membership:
                         {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()},
                     )
 
+    def first_ping(self, peer: Peer) -> None:
+        """Ping a peer that just answered our hello, so its round trip is known at once.
+
+        The beat in :meth:`ping_loop` pings only silent peers, and of a pair only one end:
+        without this a new peer showed no RTT for seconds (or, on the end that is pinged,
+        until its first task came back)."""
+        if peer.rtt is None and self.transport is not None and peer.peer_id in self.transport.links:
+            self.counters["pings_sent"] += 1
+            self.send_request(
+                peer.peer_id, {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()}
+            )
+
     async def tick_loop(self) -> None:
         assert self.transport is not None
         while True:

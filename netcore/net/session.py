@@ -254,6 +254,7 @@ class Session:
             peer.accel = msg.get("accel") or peer.accel
             peer.greeted = True
             m.announce(peer)
+            m.first_ping(peer)
             m.reach.learn(peer_id, msg)
             m.changed()
         elif t == "ping" and m.transport is not None:

@@ -66,3 +66,24 @@ async def test_pings_go_out_on_the_beat_once_per_pair(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             await node.stop()
+
+
+async def test_a_new_peer_is_pinged_on_join_so_both_ends_know_its_rtt(tmp_path: Path) -> None:
+    """The beat pings only silent peers (here: none for a minute), and of a pair only one end;
+    the ping each node sends when a peer answers its hello gives both ends an RTT at once."""
+    from model_helpers import loopback_config, running, unique_network
+
+    network = unique_network("first-rtt")
+    slow_beat = {"ping_interval": 60.0, "evasive_after": 120.0, "expired_after": 240.0}
+    configs = [loopback_config(tmp_path, name, network, **slow_beat) for name in ("r1", "r2")]
+    async with running(*configs) as nodes:
+        a, b = nodes
+        sent = [n.counters["pings_sent"] for n in nodes]
+        assert min(sent) >= 1, "each pings the other when it answers our hello"
+        deadline = time.monotonic() + 15  # a hang guard: the beat would take a minute
+        while not all(p.rtt is not None for n in nodes for p in n.peers):
+            assert time.monotonic() < deadline, "no RTT after the first ping exchange"
+            await asyncio.sleep(0.02)
+        for node, other in ((a, b), (b, a)):
+            peer = node.peers.get(other.peer_id)
+            assert peer is not None and peer.rtt is not None and peer.rtt > 0

@@ -29,6 +29,12 @@ from netcore.observe.events import (
 )
 from netcore.tasks.scheduler import TaskOutcome
 
+SIGNATURES: dict[str, list[dict[str, Any]]] = {
+    "digits": [{"name": "input", "dtype": "float32", "shape": [-1, 64]}],
+    "iris": [{"name": "float_input", "dtype": "float32", "shape": [-1, 4]}],
+}
+"""The inputs a fake peer advertises for a model (as a real hello does)."""
+
 
 class FrozenClock:
     """A monotonic clock that only moves when a test moves it."""
@@ -176,7 +182,7 @@ class FakeNode:
             "mdns",
             name=name,
             caps=["infer"],
-            models=[{"name": m} for m in models],
+            models=[{"name": m, "inputs": SIGNATURES.get(m, [])} for m in models],
             capacity=capacity,
         )
         peer.endpoints = [endpoint]

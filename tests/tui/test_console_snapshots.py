@@ -64,6 +64,19 @@ def test_main_screen(snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=MAIN_SIZE, run_before=populate)
 
 
+def test_main_screen_80x24(snap_compare: Any) -> None:
+    """The smallest usual terminal: the tasks span the width, every column shows."""
+    clock = FrozenClock()
+    app = console(FakeNode(clock=clock), clock)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=populate)
+
+
+def test_main_screen_160x48(snap_compare: Any) -> None:
+    clock = FrozenClock()
+    app = console(FakeNode(clock=clock), clock)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=populate)
+
+
 def test_help_screen(snap_compare: Any) -> None:
     clock = FrozenClock()
     app = console(FakeNode(clock=clock), clock)

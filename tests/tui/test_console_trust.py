@@ -89,3 +89,52 @@ async def test_verified_mode_runs_each_task_on_three_workers(tmp_path: Path) -> 
         await node.stop()
         for worker in workers:
             await worker.stop()
+
+
+def logged(app: P2PConsole) -> str:
+    """The log pane's text, its wrapped lines joined."""
+    return " ".join(" ".join(line.text.split()) for line in app.logs_pane.lines)
+
+
+async def test_verified_mode_uses_the_two_workers_make_run_starts(tmp_path: Path) -> None:
+    """`make run` starts 2 local peers: v runs each task on both (both must agree) and says in
+    the log that the redundancy is reduced; with 1 worker, v says it needs 2."""
+    from textual.widgets._footer import FooterKey
+
+    network = unique_network()
+    workers = [Node(loopback_config(tmp_path, f"worker-{k}", network)) for k in (1, 2)]
+    for worker in workers:
+        await worker.start()
+    node = Node(loopback_config(tmp_path, "console", network))
+    app = P2PConsole(node, seed=5, log_timestamps=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: len(node.usable_peers(model="digits")) == 2, what="workers")
+            assert "v" in {key.key for key in app.query(FooterKey)}, "v is in the footer"
+            await pilot.press("v")
+            assert app.verify and app.verifier is not None
+            assert app.verifier.redundancy == 2 < VERIFY_REDUNDANCY
+            await wait_until(
+                lambda: "redundancy 2, not 3" in logged(app), what="the reduced redundancy logged"
+            )
+            await pilot.press("d")
+            await wait_until(lambda: app.book.counters.done + app.book.counters.failed == 1)
+            record = app.book.newest(1)[0]
+            assert record.state == "done", record.error
+            assert app.verifier.stats.accepted == 1 and app.verifier.stats.too_few_workers == 0
+            await wait_until(
+                lambda: sum(w.counters["tasks_served"] for w in workers) == 2, what="both ran it"
+            )
+            await pilot.press("v")
+            assert not app.verify
+
+            await workers[1].stop()
+            await wait_until(lambda: len(node.usable_peers(model="digits")) == 1, what="1 left")
+            await pilot.press("v")
+            assert not app.verify
+            assert any("needs 2 workers" in n.message for n in app._notifications)
+            await pilot.press("q")
+    finally:
+        await node.stop()
+        for worker in workers:
+            await worker.stop()

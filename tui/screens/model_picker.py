@@ -1,4 +1,5 @@
-"""The model picker (``m``): models this node holds and those peers advertise."""
+"""The model picker (``m``): models this node holds and those peers advertise; one the console
+cannot feed (see :mod:`tui.samples`) is listed, greyed out, with the reason."""
 
 from __future__ import annotations
 
@@ -19,11 +20,19 @@ class ModelPickerScreen(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, local: list[str], remote: Mapping[str, int], current: str) -> None:
+    def __init__(
+        self,
+        local: list[str],
+        remote: Mapping[str, int],
+        current: str,
+        unfed: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.local = local
         self.remote = dict(remote)
         self.current = current
+        self.unfed = dict(unfed or {})
+        """Models the console cannot send tasks to, and why."""
 
     def compose(self) -> ComposeResult:
         names = sorted(set(self.local) | set(self.remote))
@@ -39,7 +48,10 @@ class ModelPickerScreen(ModalScreen[str | None]):
             label.append(f"  ({', '.join(where)})", style="dim")
             if name == self.current:
                 label.append("  ◆ current", style="magenta")
-            options.append(Option(label, id=name))
+            reason = self.unfed.get(name)
+            if reason is not None:
+                label.append(f"\n  cannot send: {reason}", style="dim italic")
+            options.append(Option(label, id=name, disabled=reason is not None))
         with Vertical(id="picker-body"):
             yield Static(Text("Pick the model to dispatch", style="bold"), id="picker-title")
             if options:

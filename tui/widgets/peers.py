@@ -29,9 +29,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("uptime", "Up"),
 )
 FIXED_WIDTHS = {
-    "state": 14, "rtt": 8, "load": 7, "done": 7, "success": 5, "score": 5, "uptime": 7
+    "state": 12, "rtt": 7, "load": 6, "done": 6, "success": 5, "score": 6, "uptime": 7
 }  # fmt: skip
-"""Columns that change often have fixed widths, so updating a cell never re-measures them."""
+"""Columns that change often have fixed widths, so updating a cell never re-measures them.
+Each width counts the one space that separates a column from the one before it: the table
+has no cell padding (two spaces a column), so all nine columns fit in 80 terminal columns."""
+GAP = " "
 RIGHT = frozenset({"rtt", "load", "done", "success", "score", "uptime"})
 
 STATE_STYLE = {
@@ -54,7 +57,7 @@ def peer_cells(view: PeerView) -> dict[str, Cell]:
     name_style = "bold magenta" if view.pinned and view.state != GONE else row_style
     cells: dict[str, Cell] = {
         "name": (f"{view.name} ◆" if view.pinned else view.name, name_style),
-        "endpoint": (view.endpoint, row_style),
+        "endpoint": (view.endpoint.removeprefix("tcp://"), row_style),
         "state": (view.state_text, STATE_STYLE.get(view.state, "")),
         "rtt": (view.rtt, row_style),
         "load": (view.load, row_style),
@@ -67,7 +70,10 @@ def peer_cells(view: PeerView) -> dict[str, Cell]:
 
 
 def to_text(column: str, cell: Cell) -> Text:
-    return Text(cell[0], style=cell[1], justify="right" if column in RIGHT else "left")
+    text = Text(GAP, end="")
+    text.append(cell[0], style=cell[1])
+    text.justify = "right" if column in RIGHT else "left"
+    return text
 
 
 class PeersPane(Vertical):
@@ -92,9 +98,10 @@ class PeersPane(Vertical):
     def on_mount(self) -> None:
         self.border_title = "Peers"
         table = self.table
+        table.cell_padding = 0
         for key, label in COLUMNS:
             table.add_column(
-                Text(label, justify="right" if key in RIGHT else "left"),
+                Text(GAP + label, justify="right" if key in RIGHT else "left"),
                 key=key,
                 width=FIXED_WIDTHS.get(key),
             )

@@ -26,9 +26,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("latency", "Latency"),
     ("result", "Result"),
 )
-FIXED_WIDTHS = {"worker": 10, "state": 8, "latency": 9, "result": 14}
+FIXED_WIDTHS = {"model": 8, "worker": 10, "state": 8, "latency": 9, "result": 14}
 """Columns whose cells change get a fixed width: a cell update then never re-measures the
-column (with ``update_width=True`` DataTable measures every cell of it, per update)."""
+column (with ``update_width=True`` DataTable measures every cell of it, per update). With the
+seq and task columns all seven take 72 columns: the table spans the width under 120 columns
+(app.tcss), so each shows at 80."""
 STATE_STYLE = {
     QUEUED: "cyan",
     RUNNING: "bold blue",
@@ -70,22 +72,26 @@ def task_cells(record: TaskRecord, worker_name: Callable[[str], str]) -> tuple[T
 
 
 def counters_text(counters: TaskCounters, active: dict[str, int], shown: int, kept: int) -> Text:
-    text = Text(no_wrap=True, overflow="ellipsis")
+    """The totals in one line that fits 80 columns: queued, running and retries only when
+    there are some (done and failed always); it wraps to a second line when it must."""
+    text = Text(overflow="fold")
     text.append(f"{counters.submitted} dispatched", style="bold")
-    for label, value, style in (
-        ("queued", active.get(QUEUED, 0), "cyan"),
-        ("running", active.get(RUNNING, 0) + active.get(RETRYING, 0), "blue"),
-        ("done", counters.done, "green"),
-        ("failed", counters.failed, "red" if counters.failed else "dim"),
-        ("retries", counters.retries, "yellow" if counters.retries else "dim"),
+    running = active.get(RUNNING, 0) + active.get(RETRYING, 0)
+    for label, value, style, always in (
+        ("queued", active.get(QUEUED, 0), "cyan", False),
+        ("running", running, "blue", False),
+        ("done", counters.done, "green", True),
+        ("failed", counters.failed, "red" if counters.failed else "dim", True),
+        ("retries", counters.retries, "yellow", False),
     ):
-        text.append(" · ", style="dim")
-        text.append(f"{value} {label}", style=style)
+        if value or always:
+            text.append(" · ", style="dim")
+            text.append(f"{value} {label}", style=style)
     if counters.judged:
         text.append(" · ", style="dim")
-        text.append(f"accuracy {counters.correct / counters.judged:.1%}")
+        text.append(f"{counters.correct / counters.judged:.1%} right")
     if kept > shown:
-        text.append(f"  (newest {shown} of {kept} shown)", style="dim")
+        text.append(f" · newest {shown} of {kept} shown", style="dim")
     return text
 
 
@@ -101,7 +107,8 @@ class TasksPane(Vertical):
 
     DEFAULT_CSS = """
     TasksPane > #task-counters {
-        height: 1;
+        height: auto;
+        max-height: 2;
         padding: 0 1;
     }
     """

@@ -25,6 +25,25 @@ from netcore.models.plugins import ModelPlugin
 
 SPECIES = ["setosa", "versicolor", "virginica"]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+SAMPLES: tuple[tuple[list[float], int], ...] = (
+    # Fisher's iris data, the first five flowers of each species (rows 1-5, 51-55, 101-105),
+    # with their species; the model gets all fifteen right.
+    ([5.1, 3.5, 1.4, 0.2], 0),
+    ([4.9, 3.0, 1.4, 0.2], 0),
+    ([4.7, 3.2, 1.3, 0.2], 0),
+    ([4.6, 3.1, 1.5, 0.2], 0),
+    ([5.0, 3.6, 1.4, 0.2], 0),
+    ([7.0, 3.2, 4.7, 1.4], 1),
+    ([6.4, 3.2, 4.5, 1.5], 1),
+    ([6.9, 3.1, 4.9, 1.5], 1),
+    ([5.5, 2.3, 4.0, 1.3], 1),
+    ([6.5, 2.8, 4.6, 1.5], 1),
+    ([6.3, 3.3, 6.0, 2.5], 2),
+    ([5.8, 2.7, 5.1, 1.9], 2),
+    ([7.1, 3.0, 5.9, 2.1], 2),
+    ([6.3, 2.9, 5.6, 1.8], 2),
+    ([6.5, 3.0, 5.8, 2.2], 2),
+)
 
 
 def _row(flower: Any) -> list[float]:
@@ -80,4 +99,5 @@ plugin = ModelPlugin(
     },
     preprocess=preprocess,
     postprocess=postprocess,
+    samples=SAMPLES,
 )
