@@ -70,3 +70,17 @@ async def test_many_peers_leave_the_tasks_their_rows(frozen_clock: FrozenClock) 
         body: Any = app.query_one("#body")
         assert app.peers_pane.outer_size.height <= 0.4 * body.size.height
         assert app.tasks_pane.table.size.height >= 3, "the tasks still show rows"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_header_keeps_the_name_the_peers_and_the_model(size: tuple[int, int]) -> None:
+    clock = FrozenClock()
+    app = console(FakeNode(clock=clock), clock)
+    async with app.run_test(size=size) as pilot:
+        await populate(pilot)
+        await pilot.pause()
+        header = screen_lines(app)[0]
+        assert "p2pai" in header and "3 peers" in header, header
+        assert "│ model " in header and not header.rstrip().endswith("…"), header
+        if size[0] >= 160:  # room for everything
+            assert " net " in header, header
