@@ -78,9 +78,12 @@ class LyingNode(Node):
             sha256: str | None,
             inputs: Mapping[str, np.ndarray],
             timeout_s: float,
+            via: bytes | None = None,
         ) -> tuple[dict[str, np.ndarray], int]:
             self.asked += 1
-            outputs, took_us = await honest(requester, task_id, model, sha256, inputs, timeout_s)
+            outputs, took_us = await honest(
+                requester, task_id, model, sha256, inputs, timeout_s, via
+            )
             outputs = dict(outputs)
             if self.mode == "slow":
                 await asyncio.sleep(self.delay)

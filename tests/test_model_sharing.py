@@ -52,17 +52,19 @@ def stored_files(node: Node) -> list[str]:
 def tamper_chunks(
     node: Node, monkeypatch: pytest.MonkeyPatch, change: Any, times: int
 ) -> list[int]:
-    """Make ``node`` serve altered ``model_chunk`` data ``times`` times; returns the offsets."""
-    real_reply = node.session.reply
+    """Make ``node`` serve altered ``model_chunk`` data ``times`` times; returns the offsets.
+    (``serve_model`` answers every ``model_get``, on the ROUTER and back on a DEALER.)"""
+    real_serve = node.session.serve_model
     tampered: list[int] = []
 
-    def reply(rid: bytes, msg: Mapping[str, Any]) -> None:
-        if msg.get("t") == "model_chunk" and len(tampered) < times:
-            tampered.append(msg["offset"])
-            msg = {**msg, "data": change(msg["data"])}
-        real_reply(rid, msg)
+    def serve(msg: dict[str, Any]) -> dict[str, Any]:
+        reply = real_serve(msg)
+        if reply.get("t") == "model_chunk" and len(tampered) < times:
+            tampered.append(reply["offset"])
+            reply = {**reply, "data": change(reply["data"])}
+        return reply
 
-    monkeypatch.setattr(node.session, "reply", reply)
+    monkeypatch.setattr(node.session, "serve_model", serve)
     return tampered
 
 
@@ -134,14 +136,13 @@ async def test_concurrent_tasks_share_one_download(
     wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
     async with running(req_cfg, wrk_cfg) as (requester, worker):
         served: list[int] = []
-        real = requester.session.on_request
+        real = requester.session.serve_model
 
-        def count(rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
-            if msg["t"] == "model_get":
-                served.append(msg["offset"])
-            real(rid, peer_id, msg)
+        def count(msg: dict[str, Any]) -> dict[str, Any]:
+            served.append(msg["offset"])
+            return real(msg)
 
-        monkeypatch.setattr(requester.session, "on_request", count)
+        monkeypatch.setattr(requester.session, "serve_model", count)
         x = np.arange(6, dtype=np.float32)
         outcomes = await asyncio.gather(
             *(requester.submit("scale", {"x": x + k}) for k in range(8))
@@ -185,20 +186,21 @@ async def test_a_corrupt_chunk_in_the_middle_fails_the_whole_file_hash(
     big_model(tmp_path, req_cfg.data_dir)
     wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
     async with running(req_cfg, wrk_cfg) as (requester, worker):
-        real_reply = requester.session.reply
+        real_serve = requester.session.serve_model
         hits: list[int] = []
 
-        def reply(rid: bytes, msg: Mapping[str, Any]) -> None:
+        def serve(msg: dict[str, Any]) -> dict[str, Any]:
+            reply = real_serve(msg)
             if (
-                msg.get("t") == "model_chunk"
-                and msg["offset"] == 2 * protocol.MAX_CHUNK
+                reply.get("t") == "model_chunk"
+                and reply["offset"] == 2 * protocol.MAX_CHUNK
                 and not hits
             ):
-                hits.append(msg["offset"])
-                msg = {**msg, "data": flip_byte(msg["data"])}
-            real_reply(rid, msg)
+                hits.append(reply["offset"])
+                reply = {**reply, "data": flip_byte(reply["data"])}
+            return reply
 
-        monkeypatch.setattr(requester.session, "reply", reply)
+        monkeypatch.setattr(requester.session, "serve_model", serve)
         outcome = await requester.submit("scale", {"x": np.ones(3, dtype=np.float32)})
         assert outcome.ok, outcome.error
         assert hits and worker.fetcher.refused == 1 and worker.fetcher.fetched == 1
@@ -356,7 +358,7 @@ async def test_worker_fetches_only_for_a_pinned_model(tmp_path: Path) -> None:
 
     calls: list[tuple[str, str, str]] = []
 
-    async def fetch(requester: str, model: str, sha: str, budget: float) -> Any:
+    async def fetch(requester: str, model: str, sha: str, budget: float, via: Any) -> Any:
         calls.append((requester, model, sha))
         raise TaskError("unknown_model", "cannot fetch")
 
