@@ -235,12 +235,15 @@ class Scheduler:
                 return self._finish(task_id, model, started, attempts, None, error=last_error)
             avoid: set[str] | frozenset[str] = exclude or frozenset()
             peer = self.choose(model, sha256, tried, pin, avoid | lacking)
-            if peer is None and lacking and time.monotonic() >= lacking_until:
-                peer = self.choose(model, sha256, tried, pin, avoid)
+            wait = min(remaining, 0.5)
+            if peer is None and lacking:
+                if time.monotonic() >= lacking_until:
+                    peer = self.choose(model, sha256, tried, pin, avoid)
+                wait = min(wait, max(0.001, lacking_until - time.monotonic()))
             if peer is None:
                 if allow_local and self.local is not None and pin in (None, self.local_peer_id):
                     return await self._run_local(task_id, model, sha256, inputs, timeout, started)
-                await self._wait_for_worker(min(remaining, 0.5))
+                await self._wait_for_worker(wait)
                 continue
             if exclude is not None:
                 exclude.add(peer.peer_id)
