@@ -99,8 +99,11 @@ class Node:
             self.membership.send_request,
             max_bytes=config.max_model_bytes,
             on_stored=self.membership.readvertise,
+            send_back=self.session.send_back,
         )
         self.worker.fetch = self.fetcher.fetch
+        self.session.on_back_reply = self.fetcher.on_reply
+        self.session.serve_model = lambda msg: model_chunk_reply(self.registry, msg)
         self.server = TaskServer(
             self.worker, config.caps, self.session.reply, self.publish, self.counters, self._spawn
         )
@@ -353,10 +356,11 @@ class Node:
 
     def _hello_fields(self) -> dict[str, Any]:
         """Our hello's work part. Client-only nodes advertise their models too: workers
-        fetch them (model_get)."""
+        fetch them (model_get), also back on the connection a task came on (dealer_serves)."""
         caps = self.config.caps
         return {
             "models": self.registry.wire_entries(),
+            "dealer_serves": list(protocol.DEALER_SERVES),
             "accel": self.registry.accel if caps else [],
             "capacity": self.worker.capacity if caps else 0,
         }
@@ -369,8 +373,8 @@ class Node:
     def _on_request(self, rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
         if msg["t"] == "task":
             self.server.on_task(rid, peer_id, msg)
-        elif msg["t"] == "model_get":
-            self.session.reply(rid, model_chunk_reply(self.registry, msg))
+        elif msg["t"] == "model_get":  # the same answer as one on our DEALER (serve_model)
+            self.session.reply(rid, self.session.serve_model(msg))
 
     def _on_work_reply(self, peer_id: str, msg: dict[str, Any]) -> None:
         t = msg["t"]

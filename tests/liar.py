@@ -7,7 +7,9 @@ A real :class:`netcore.node.Node` whose answers are falsified after honest infer
 * ``other_label``: the same, shifted by two (it never agrees with ``wrong_label``);
 * ``random``: random outputs of the right names, shapes and dtypes (digest consistent);
 * ``bad_digest``: true outputs, but a digest that does not match them (a corrupt result);
-* ``slow``: true outputs, sent ``delay`` seconds late (past the requester's timeout).
+* ``slow``: true outputs, sent ``delay`` seconds late (past the requester's timeout);
+* ``no_model``: every task answered ``unknown_model``, as a worker that cannot fetch the
+  model would (the requester must not loop on it, nor blame honest workers).
 
 Use it in-process (``LyingNode(config, mode)``) or as a script on 127.0.0.1::
 
@@ -35,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netcore.config.settings import Config
 from netcore.node import Node
+from netcore.wire.protocol import TaskError
 
-MODES = ("wrong_label", "other_label", "random", "bad_digest", "slow")
+MODES = ("wrong_label", "other_label", "random", "bad_digest", "slow", "no_model")
 
 
 def falsify(outputs: dict[str, np.ndarray], mode: str, rng: np.random.Generator) -> None:
@@ -78,9 +81,15 @@ class LyingNode(Node):
             sha256: str | None,
             inputs: Mapping[str, np.ndarray],
             timeout_s: float,
+            via: bytes | None = None,
         ) -> tuple[dict[str, np.ndarray], int]:
             self.asked += 1
-            outputs, took_us = await honest(requester, task_id, model, sha256, inputs, timeout_s)
+            if self.mode == "no_model":
+                self.lies += 1
+                raise TaskError("unknown_model", f"cannot fetch model {model}: no, never")
+            outputs, took_us = await honest(
+                requester, task_id, model, sha256, inputs, timeout_s, via
+            )
             outputs = dict(outputs)
             if self.mode == "slow":
                 await asyncio.sleep(self.delay)

@@ -38,9 +38,10 @@ async def wait_until(
 
 
 @contextlib.asynccontextmanager
-async def running(*configs: Config) -> AsyncIterator[list[Node]]:
-    """Start nodes, wait until each sees and has greeted every other, stop them all after."""
-    nodes = [Node(c) for c in configs]
+async def running(*configs: Config | Node) -> AsyncIterator[list[Node]]:
+    """Start nodes (a config, or a node not started yet, e.g. a liar), wait until each sees and
+    has greeted every other, stop them all after."""
+    nodes = [c if isinstance(c, Node) else Node(c) for c in configs]
     started: list[Node] = []
     try:
         for node in nodes:

@@ -82,3 +82,41 @@ def scale_model(factor: float = 3.0, padding_bytes: int = 0, seed: int = 0) -> b
     )
     opset = _bytes(1, "") + _int(2, 13)
     return _int(1, 8) + _bytes(7, graph) + _bytes(8, opset)
+
+
+def _attr_int(name: str, value: int) -> bytes:
+    """AttributeProto: name (1), i (3), type (20) = INT (2)."""
+    return _bytes(1, name) + _int(3, value) + _int(20, 2)
+
+
+def classifier_model(features: int = 13, classes: int = 3, seed: int = 0) -> bytes:
+    """A linear classifier shaped like skl2onnx's output: input ``X`` float32 [N, features];
+    outputs ``output_label`` int64 [N] (ArgMax of the scores) and ``output_probability``
+    float32 [N, classes] (their Softmax). Weights vary with ``seed`` (a new sha256)."""
+    weights = [((i * 37 + seed * 11) % 17 - 8) / 8.0 for i in range(features * classes)]
+    raw = struct.pack(f"<{len(weights)}f", *weights)
+    argmax = (
+        _bytes(1, "scores")
+        + _bytes(2, "output_label")
+        + _bytes(4, "ArgMax")
+        + _bytes(5, _attr_int("axis", 1))
+        + _bytes(5, _attr_int("keepdims", 0))
+    )
+    nodes = [
+        _node("MatMul", ["X", "W"], ["scores"]),
+        argmax,
+        _node("Softmax", ["scores"], ["output_probability"]),
+    ]
+    label = _bytes(1, "output_label") + _bytes(
+        2, _bytes(1, _int(1, 7) + _bytes(2, _bytes(1, _bytes(2, "N"))))
+    )
+    graph = (
+        b"".join(_bytes(1, n) for n in nodes)
+        + _bytes(2, "classifier")
+        + _bytes(5, _tensor("W", [features, classes], raw))
+        + _bytes(11, _value_info("X", ["N", features]))
+        + _bytes(12, label)
+        + _bytes(12, _value_info("output_probability", ["N", classes]))
+    )
+    opset = _bytes(1, "") + _int(2, 13)
+    return _int(1, 8) + _bytes(7, graph) + _bytes(8, opset)

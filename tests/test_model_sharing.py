@@ -52,17 +52,19 @@ def stored_files(node: Node) -> list[str]:
 def tamper_chunks(
     node: Node, monkeypatch: pytest.MonkeyPatch, change: Any, times: int
 ) -> list[int]:
-    """Make ``node`` serve altered ``model_chunk`` data ``times`` times; returns the offsets."""
-    real_reply = node.session.reply
+    """Make ``node`` serve altered ``model_chunk`` data ``times`` times; returns the offsets.
+    (``serve_model`` answers every ``model_get``, on the ROUTER and back on a DEALER.)"""
+    real_serve = node.session.serve_model
     tampered: list[int] = []
 
-    def reply(rid: bytes, msg: Mapping[str, Any]) -> None:
-        if msg.get("t") == "model_chunk" and len(tampered) < times:
-            tampered.append(msg["offset"])
-            msg = {**msg, "data": change(msg["data"])}
-        real_reply(rid, msg)
+    def serve(msg: dict[str, Any]) -> dict[str, Any]:
+        reply = real_serve(msg)
+        if reply.get("t") == "model_chunk" and len(tampered) < times:
+            tampered.append(reply["offset"])
+            reply = {**reply, "data": change(reply["data"])}
+        return reply
 
-    monkeypatch.setattr(node.session, "reply", reply)
+    monkeypatch.setattr(node.session, "serve_model", serve)
     return tampered
 
 
@@ -134,14 +136,13 @@ async def test_concurrent_tasks_share_one_download(
     wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
     async with running(req_cfg, wrk_cfg) as (requester, worker):
         served: list[int] = []
-        real = requester.session.on_request
+        real = requester.session.serve_model
 
-        def count(rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
-            if msg["t"] == "model_get":
-                served.append(msg["offset"])
-            real(rid, peer_id, msg)
+        def count(msg: dict[str, Any]) -> dict[str, Any]:
+            served.append(msg["offset"])
+            return real(msg)
 
-        monkeypatch.setattr(requester.session, "on_request", count)
+        monkeypatch.setattr(requester.session, "serve_model", count)
         x = np.arange(6, dtype=np.float32)
         outcomes = await asyncio.gather(
             *(requester.submit("scale", {"x": x + k}) for k in range(8))
@@ -185,20 +186,21 @@ async def test_a_corrupt_chunk_in_the_middle_fails_the_whole_file_hash(
     big_model(tmp_path, req_cfg.data_dir)
     wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
     async with running(req_cfg, wrk_cfg) as (requester, worker):
-        real_reply = requester.session.reply
+        real_serve = requester.session.serve_model
         hits: list[int] = []
 
-        def reply(rid: bytes, msg: Mapping[str, Any]) -> None:
+        def serve(msg: dict[str, Any]) -> dict[str, Any]:
+            reply = real_serve(msg)
             if (
-                msg.get("t") == "model_chunk"
-                and msg["offset"] == 2 * protocol.MAX_CHUNK
+                reply.get("t") == "model_chunk"
+                and reply["offset"] == 2 * protocol.MAX_CHUNK
                 and not hits
             ):
-                hits.append(msg["offset"])
-                msg = {**msg, "data": flip_byte(msg["data"])}
-            real_reply(rid, msg)
+                hits.append(reply["offset"])
+                reply = {**reply, "data": flip_byte(reply["data"])}
+            return reply
 
-        monkeypatch.setattr(requester.session, "reply", reply)
+        monkeypatch.setattr(requester.session, "serve_model", serve)
         outcome = await requester.submit("scale", {"x": np.ones(3, dtype=np.float32)})
         assert outcome.ok, outcome.error
         assert hits and worker.fetcher.refused == 1 and worker.fetcher.fetched == 1
@@ -356,7 +358,7 @@ async def test_worker_fetches_only_for_a_pinned_model(tmp_path: Path) -> None:
 
     calls: list[tuple[str, str, str]] = []
 
-    async def fetch(requester: str, model: str, sha: str, budget: float) -> Any:
+    async def fetch(requester: str, model: str, sha: str, budget: float, via: Any) -> Any:
         calls.append((requester, model, sha))
         raise TaskError("unknown_model", "cannot fetch")
 
@@ -372,3 +374,63 @@ async def test_worker_fetches_only_for_a_pinned_model(tmp_path: Path) -> None:
         assert calls == [("peer", "scale", "ab" * 32)]
     finally:
         worker.close()
+
+
+# --- which connection the model_get goes on ---------------------------------------------------
+
+
+def count_model_gets(node: Node, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """Offsets of the ``model_get`` ``node`` gets on its ROUTER, and of all it answers
+    (ROUTER and DEALERs: both go through ``serve_model``)."""
+    on_router: list[int] = []
+    answered: list[int] = []
+    real_request, real_serve = node.session.on_request, node.session.serve_model
+
+    def request(rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
+        if msg["t"] == "model_get":
+            on_router.append(msg["offset"])
+        real_request(rid, peer_id, msg)
+
+    def serve(msg: dict[str, Any]) -> dict[str, Any]:
+        answered.append(msg["offset"])
+        return real_serve(msg)
+
+    monkeypatch.setattr(node.session, "on_request", request)
+    monkeypatch.setattr(node.session, "serve_model", serve)
+    return on_router, answered
+
+
+async def test_the_worker_fetches_back_on_the_connection_its_task_came_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requester's hello says ``dealer_serves``: the chunks come back on its own DEALER,
+    so the worker needs no connection to it (a requester that joined a moment ago)."""
+    network = unique_network()
+    req_cfg = loopback_config(tmp_path, "requester", network)
+    big_model(tmp_path, req_cfg.data_dir)
+    wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
+    async with running(req_cfg, wrk_cfg) as (requester, worker):
+        assert worker.peers.get(requester.peer_id).serves_back  # type: ignore[union-attr]
+        on_router, answered = count_model_gets(requester, monkeypatch)
+        outcome = await requester.submit("scale", {"x": np.ones(3, dtype=np.float32)})
+        assert outcome.ok, outcome.error
+        assert on_router == [] and len(answered) == 4  # four chunks, all on the DEALER
+        assert worker.fetcher.fetched == 1
+
+
+async def test_a_requester_without_dealer_serves_is_fetched_from_over_our_dealer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older requester (no ``dealer_serves`` in its hello) never gets a model_get on its
+    DEALER: the worker asks on its own DEALER to the requester's ROUTER, as before."""
+    monkeypatch.setattr(protocol, "DEALER_SERVES", ())
+    network = unique_network()
+    req_cfg = loopback_config(tmp_path, "requester", network)
+    big_model(tmp_path, req_cfg.data_dir)
+    wrk_cfg = loopback_config(tmp_path, "worker", network, shipped_models=False)
+    async with running(req_cfg, wrk_cfg) as (requester, worker):
+        assert not worker.peers.get(requester.peer_id).serves_back  # type: ignore[union-attr]
+        on_router, answered = count_model_gets(requester, monkeypatch)
+        outcome = await requester.submit("scale", {"x": np.ones(3, dtype=np.float32)})
+        assert outcome.ok, outcome.error
+        assert len(on_router) == 4 and sorted(answered) == sorted(on_router)

@@ -4,8 +4,11 @@ PROTOCOL.md §6: a worker asked to run a model (pinned by ``sha256``) that it do
 MAY fetch it with ``model_get`` from the requester, and MUST verify its SHA-256 before
 loading it. Here:
 
-* the download goes to the requester of the task only, over our DEALER to it (so we wait
-  until that connection is greeted), in chunks of at most 1 MiB with a few in flight;
+* the download goes to the requester of the task only, in chunks of at most 1 MiB with a few
+  in flight: back on the connection the task came on when the requester's hello says it
+  answers ``model_get`` there (``dealer_serves``, docs/protocol.md: a requester that joined
+  a moment ago, or a client-only one, may not be reachable any other way yet), else over our
+  DEALER to it (so we wait until that connection is greeted);
 * every chunk is checked (sha256, offset, length, total) and the whole file's sha256 is
   checked before it gets its final name; a corrupt or truncated transfer is refused, the
   temporary file deleted, and the download retried from scratch (a few times);
@@ -36,6 +39,10 @@ from netcore.models.store import NAME_RE, SHA_RE, stem, store_verified
 from netcore.net.peers import PeerTable
 from netcore.wire import protocol
 from netcore.wire.protocol import TaskError
+
+SendBack = Callable[[bytes, str, Mapping[str, Any]], bool]
+"""``send_back(routing_id, peer_id, msg)``: a request on our ROUTER's connection ``routing_id``,
+only while it is still ``peer_id``'s (netcore.net.session.Session.send_back)."""
 
 log = logging.getLogger("p2pai.fetch")
 
@@ -68,11 +75,13 @@ class ModelFetcher:
         window: int = WINDOW,
         chunk_timeout: float = CHUNK_TIMEOUT_S,
         attempts: int = ATTEMPTS,
+        send_back: SendBack | None = None,
     ) -> None:
         self.registry = registry
         self.models_dir = models_dir
         self.peers = peers
         self.send = send
+        self.send_back = send_back
         self.max_bytes = max_bytes
         self.on_stored = on_stored
         self.chunk_size = min(chunk_size, protocol.MAX_CHUNK)
@@ -90,7 +99,8 @@ class ModelFetcher:
     # --- the node's hooks ------------------------------------------------------------------
 
     def on_reply(self, peer_id: str, msg: dict[str, Any]) -> bool:
-        """A ``model_chunk`` or ``error`` on our DEALER to ``peer_id``: True if it was ours."""
+        """A ``model_chunk`` or ``error`` from ``peer_id`` (on our DEALER to it, or on its
+        connection to our ROUTER): True if it answers one of our ``model_get``."""
         rid = msg.get("id")
         entry = self._pending.get(rid) if isinstance(rid, bytes) else None
         if entry is None or entry[0] != peer_id:
@@ -110,8 +120,11 @@ class ModelFetcher:
 
     # --- fetching --------------------------------------------------------------------------
 
-    async def fetch(self, requester: str, name: str, sha256: str, timeout: float) -> ModelSpec:
-        """The model ``name`` pinned by ``sha256``, downloaded from ``requester`` if need be.
+    async def fetch(
+        self, requester: str, name: str, sha256: str, timeout: float, via: bytes | None = None
+    ) -> ModelSpec:
+        """The model ``name`` pinned by ``sha256``, downloaded from ``requester`` if need be;
+        ``via`` is the routing id of the requester's connection the task came on.
 
         Raises :class:`TaskError`: ``unknown_model`` when it cannot be had (the requester may
         try another worker), ``timeout`` when the task's budget ran out first.
@@ -134,7 +147,9 @@ class ModelFetcher:
             )
         task = self._downloads.get(sha256)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._download(requester, name, sha256))
+            task = asyncio.get_running_loop().create_task(
+                self._download(requester, name, sha256, via)
+            )
             self._downloads[sha256] = task
             task.add_done_callback(self._download_done)
         try:
@@ -153,11 +168,13 @@ class ModelFetcher:
         if not task.cancelled() and task.exception() is not None:
             log.warning("model download failed: %s", task.exception())
 
-    async def _download(self, requester: str, name: str, sha256: str) -> ModelSpec:
+    async def _download(
+        self, requester: str, name: str, sha256: str, via: bytes | None
+    ) -> ModelSpec:
         last: Exception | None = None
         for attempt in range(1, self.attempts + 1):
             try:
-                spec = await self._download_once(requester, name, sha256)
+                spec = await self._download_once(requester, name, sha256, via)
             except CorruptTransfer as exc:
                 self.refused += 1
                 last = exc
@@ -192,8 +209,15 @@ class ModelFetcher:
                 raise FetchError(f"no connection back to the requester {requester[:8]}")
             await asyncio.sleep(0.01)
 
+    def _route(self, requester: str, via: bytes | None) -> bytes | None:
+        """The ROUTER connection to ask on (the task's), or None for our DEALER."""
+        peer = self.peers.get(requester)
+        if via is None or self.send_back is None or peer is None or not peer.serves_back:
+            return None
+        return via
+
     def _request(
-        self, requester: str, name: str, sha256: str, offset: int
+        self, requester: str, name: str, sha256: str, offset: int, via: bytes | None
     ) -> asyncio.Future[dict[str, Any]]:
         rid = protocol.new_id()
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -206,7 +230,11 @@ class ModelFetcher:
             "offset": offset,
             "length": self.chunk_size,
         }
-        if not self.send(requester, msg):
+        if via is not None and self.send_back is not None:
+            sent = self.send_back(via, requester, msg)
+        else:
+            sent = self.send(requester, msg)
+        if not sent:
             self._pending.pop(rid, None)
             fut.set_exception(CorruptTransfer(f"cannot send model_get to {requester[:8]}"))
         return fut
@@ -245,8 +273,12 @@ class ModelFetcher:
             )
         return data, got_total
 
-    async def _download_once(self, requester: str, name: str, sha256: str) -> ModelSpec:
-        await self._await_link(requester)
+    async def _download_once(
+        self, requester: str, name: str, sha256: str, via: bytes | None
+    ) -> ModelSpec:
+        route = self._route(requester, via)
+        if route is None:
+            await self._await_link(requester)
         peer = self.peers.get(requester)
         entry = next(
             (
@@ -269,7 +301,7 @@ class ModelFetcher:
         try:
             with open(part, "wb") as fh:
                 data, total = await self._chunk(
-                    self._request(requester, name, sha256, 0), sha256, 0, None
+                    self._request(requester, name, sha256, 0, route), sha256, 0, None
                 )
                 digest.update(data)
                 fh.write(data)
@@ -278,7 +310,10 @@ class ModelFetcher:
                 while received < total:
                     while len(queue) < self.window and next_offset < total:
                         queue.append(
-                            (next_offset, self._request(requester, name, sha256, next_offset))
+                            (
+                                next_offset,
+                                self._request(requester, name, sha256, next_offset, route),
+                            )
                         )
                         next_offset += self.chunk_size
                     offset, fut = queue.popleft()

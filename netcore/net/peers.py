@@ -61,6 +61,9 @@ class Peer:
     """Reputation score, 0-1 (:mod:`netcore.trust.reputation`); None until known."""
     quarantine: str = ""
     """Why the peer is quarantined (never used as a worker); empty when it is not."""
+    serves_back: bool = False
+    """Its hello said it answers ``model_get`` on its DEALER (``dealer_serves``): a worker can
+    fetch a model from it on the connection its task came on (docs/protocol.md)."""
 
     @property
     def endpoint(self) -> str:

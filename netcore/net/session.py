@@ -6,6 +6,11 @@ here, work (``task``, ``model_get``, ``cancel``) goes to the node's handlers. On
 (replies, and the peer's own hello, pings and bye): pongs, hellos and byes update
 :class:`~netcore.net.membership.Membership`; work replies (``result``, ``error``,
 ``model_chunk``) go to the node's handler.
+
+One request goes the other way: a worker that lacks a task's model sends ``model_get`` back
+on the connection the task came on (:meth:`Session.send_back`), so it needs no connection of
+its own to the requester; the requester answers it on its DEALER and the worker reads the
+``model_chunk`` on its ROUTER (``dealer_serves`` in docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -47,6 +52,13 @@ class Session:
         self.on_cancel: Callable[[str, bytes], None] = lambda peer_id, req_id: None
         self.on_work_reply: Callable[[str, dict[str, Any]], None] = lambda peer_id, msg: None
         """A ``result``, ``error`` or ``model_chunk`` on our DEALER to that peer."""
+        self.on_back_reply: Callable[[str, dict[str, Any]], bool] = lambda peer_id, msg: False
+        """A ``model_chunk`` or ``error`` on our ROUTER from a greeted peer, answering a request
+        we sent back on its connection: True if it was awaited."""
+        self.serve_model: Callable[[dict[str, Any]], dict[str, Any]] = lambda msg: protocol.error(
+            "unknown_model", "this node shares no models", msg["id"]
+        )
+        """The reply to a valid ``model_get`` that came on our DEALER to a peer."""
         self.load: Callable[[], Mapping[str, int]] = lambda: {}
         """``inflight``, ``queued`` and ``capacity`` for our pongs."""
 
@@ -81,7 +93,7 @@ class Session:
         self.m.heard(peer_id)
         t = msg["t"]
         if t not in protocol.REQUESTS:
-            self._on_notice(rid, peer_id, msg)
+            self._on_notice(rid, client_key, peer_id, msg)
             return
         req_id = (
             msg.get("id") if isinstance(msg.get("id"), bytes) and len(msg["id"]) == 16 else None
@@ -108,8 +120,9 @@ class Session:
         else:  # task, model_get
             self.on_request(rid, peer_id, msg)
 
-    def _on_notice(self, rid: bytes, peer_id: str, msg: dict[str, Any]) -> None:
-        """Messages that never get a reply; a bad one is dropped and counted."""
+    def _on_notice(self, rid: bytes, client_key: str, peer_id: str, msg: dict[str, Any]) -> None:
+        """Messages that never get a reply; a bad one (or one nobody awaits) is dropped and
+        counted."""
         t = msg["t"]
         try:
             protocol.validate(msg)
@@ -121,6 +134,14 @@ class Session:
             self.m.drop_peer(peer_id, "bye")
         elif t == "cancel" and self.greeted.get(rid) is not None:
             self.on_cancel(peer_id, msg["id"])
+        elif (
+            t in ("model_chunk", "error")
+            and self.greeted.get(rid) == client_key
+            and self.on_back_reply(peer_id, msg)
+        ):
+            if t == "error":
+                code = msg["code"] if msg["code"] in protocol.ERROR_CODES else "other"
+                self.errors_received[code] = self.errors_received.get(code, 0) + 1
         else:
             self.counters["dropped"] += 1
 
@@ -131,6 +152,17 @@ class Session:
         if msg["t"] == "error":
             self.errors_sent[msg["code"]] = self.errors_sent.get(msg["code"], 0) + 1
         self.m.transport.reply(rid, protocol.encode(msg))
+
+    def send_back(self, rid: bytes, peer_id: str, msg: Mapping[str, Any]) -> bool:
+        """A request to ``peer_id`` on its connection ``rid`` to our ROUTER (the one its task
+        came on); False when that connection is gone, ungreeted or no longer that peer's."""
+        transport = self.m.transport
+        key = self.greeted.get(rid)
+        if transport is None or self.m.stopping or key is None or self.m.peer_id_of(key) != peer_id:
+            return False
+        if not self.trust.deliverable(rid, peer_id):
+            return False
+        return transport.reply(rid, protocol.encode(msg))
 
     def reply_error(self, rid: bytes, code: str, message: str, req_id: bytes | None) -> None:
         self.counters["protocol_errors"] += 1
@@ -191,6 +223,7 @@ class Session:
             models=msg["models"],
             capacity=msg.get("capacity"),
             accel=msg.get("accel"),
+            serves_back=protocol.serves_back(msg),
         )
         if msg["endpoints"]:
             peer.endpoints = list(msg["endpoints"])
@@ -252,6 +285,7 @@ class Session:
             peer.models = msg["models"]
             peer.capacity = msg.get("capacity") or peer.capacity
             peer.accel = msg.get("accel") or peer.accel
+            peer.serves_back = protocol.serves_back(msg)
             peer.greeted = True
             m.announce(peer)
             m.first_ping(peer)
@@ -259,6 +293,12 @@ class Session:
             m.changed()
         elif t == "ping" and m.transport is not None:
             m.transport.send(peer_id, protocol.encode(self.pong(msg["id"], msg["ts"])))
+        elif t == "model_get" and m.transport is not None and peer is not None:
+            # A worker we sent a task to fetches its model back on this link (dealer_serves).
+            answer = self.serve_model(msg)
+            if answer["t"] == "error":
+                self.errors_sent[answer["code"]] = self.errors_sent.get(answer["code"], 0) + 1
+            m.transport.send(peer_id, protocol.encode(answer))
         elif t == "bye":
             m.drop_peer(peer_id, "bye")
         else:

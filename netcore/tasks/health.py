@@ -10,6 +10,12 @@ budget applies unchanged.
 A worker whose attempts fail ``rest_after`` times in a row is rested (tried only when no other
 worker can take the task) for a time that doubles with each further failure, up to
 ``max_rest``; one success ends it.
+
+A worker that answered ``unknown_model`` (it lacks the model and could not fetch it) is not
+failing: it is remembered as lacking that model for ``memory`` seconds (:class:`ModelGaps`),
+and other workers are preferred for it meanwhile, without resting it or touching its
+reputation (an honest worker behind a model store it cannot write is no liar; a liar that
+says so costs at most one attempt per task and per ``memory``).
 """
 
 from __future__ import annotations
@@ -94,3 +100,31 @@ def backoff(attempt: int, base: float = 0.01, cap: float = 0.5, jitter: float = 
 
     delay = min(cap, base * 2 ** (attempt - 1))
     return delay * (1 - jitter + jitter * random.random())
+
+
+@dataclass
+class ModelGaps:
+    """Workers that said they lack a model (``unknown_model``), by (worker, model), for a while."""
+
+    memory: float = 30.0
+    limit: int = 4096
+    clock: Callable[[], float] = time.monotonic
+    _until: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def lacks(self, peer_id: str, model: str) -> None:
+        now = self.clock()
+        if len(self._until) >= self.limit:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+            while len(self._until) >= self.limit:  # still full: forget the oldest
+                del self._until[next(iter(self._until))]
+        self._until.pop((peer_id, model), None)
+        self._until[(peer_id, model)] = now + self.memory
+
+    def lacking(self, peer_id: str, model: str) -> bool:
+        until = self._until.get((peer_id, model))
+        if until is None:
+            return False
+        if self.clock() >= until:
+            del self._until[(peer_id, model)]
+            return False
+        return True

@@ -13,15 +13,18 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from netcore.net.peers import Peer, PeerTable
 from netcore.observe.events import Event, TaskDone, TaskRetry
-from netcore.tasks.health import AttemptTimer, RestPolicy, backoff
+from netcore.tasks.health import AttemptTimer, ModelGaps, RestPolicy, backoff
+from netcore.tasks.outcome import TaskOutcome
 from netcore.wire import protocol
+
+__all__ = ["FREE_RETRY_CODES", "TERMINAL_CODES", "AttemptFailed", "Scheduler", "TaskOutcome"]
 
 log = logging.getLogger("p2pai.scheduler")
 
@@ -41,44 +44,6 @@ class AttemptFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-@dataclass(slots=True)
-class TaskOutcome:
-    """What the caller of :meth:`Scheduler.submit` gets: once per task."""
-
-    task_id: str
-    ok: bool
-    model: str
-    worker: str | None
-    latency_s: float
-    attempts: int
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
-    error_code: str = ""
-    error: str = ""
-    took_us: int = 0
-    digest: bytes = b""
-    label_output: str | None = None
-
-    @property
-    def label(self) -> int | None:
-        """The predicted class of a single-sample classification, if there is one."""
-        name = self.label_output or ("label" if "label" in self.outputs else None)
-        if not self.ok or name is None or name not in self.outputs:
-            return None
-        arr = self.outputs[name]
-        try:  # a peer's output: it may hold NaN, inf or anything else
-            return int(arr.reshape(-1)[0]) if arr.size else None
-        except (TypeError, ValueError, OverflowError):
-            return None
-
-    @property
-    def confidence(self) -> float | None:
-        probs = self.outputs.get("probabilities")
-        if not self.ok or probs is None or not probs.size:
-            return None
-        first = probs.reshape(probs.shape[0], -1)[0] if probs.ndim else probs.reshape(-1)
-        return float(first.max()) if first.size else None
 
 
 @dataclass(slots=True)
@@ -122,6 +87,8 @@ class Scheduler:
         """Per-attempt timeouts from each worker's observed latency (netcore.tasks.health)."""
         self.rest = RestPolicy()
         """Workers whose attempts keep failing are rested (netcore.tasks.health)."""
+        self.gaps = ModelGaps()
+        """Workers that lack a model (answered unknown_model): others are preferred for it."""
         self.observe: Callable[[Peer, str], None] | None = None
         """Told each attempt's fate: ok, failed, timeout, unreachable or corrupt."""
 
@@ -190,6 +157,11 @@ class Scheduler:
         fresh = [p for p in found if p.peer_id not in exclude] or found
         # Workers that keep failing rest: used only when no other can take the task.
         fresh = [p for p in fresh if not self.rest.resting(p.peer_id)] or fresh
+        fresh = [
+            p
+            for p in fresh
+            if p.has_model(model, sha256) or not self.gaps.lacking(p.peer_id, model)
+        ] or fresh
 
         def cost(p: Peer) -> float:
             load = (p.inflight + p.remote_queued + 1) / max(1, p.capacity)
@@ -248,6 +220,10 @@ class Scheduler:
         attempts = 0
         free_retries = 0
         failures = 0
+        # Workers that answered unknown_model to this task: asked again only as a last resort,
+        # when no other worker turned up within one attempt's budget.
+        lacking: set[str] = set()
+        lacking_until = 0.0
         last_error = ("timeout", "no worker with this model answered in time")
         while True:
             if failures and last_error[0] != "unreachable":
@@ -257,11 +233,17 @@ class Scheduler:
             remaining = deadline_at - time.monotonic()
             if attempts >= max_attempts or remaining <= 0:
                 return self._finish(task_id, model, started, attempts, None, error=last_error)
-            peer = self.choose(model, sha256, tried, pin, exclude or frozenset())
+            avoid: set[str] | frozenset[str] = exclude or frozenset()
+            peer = self.choose(model, sha256, tried, pin, avoid | lacking)
+            wait = min(remaining, 0.5)
+            if peer is None and lacking:
+                if time.monotonic() >= lacking_until:
+                    peer = self.choose(model, sha256, tried, pin, avoid)
+                wait = min(wait, max(0.001, lacking_until - time.monotonic()))
             if peer is None:
                 if allow_local and self.local is not None and pin in (None, self.local_peer_id):
                     return await self._run_local(task_id, model, sha256, inputs, timeout, started)
-                await self._wait_for_worker(min(remaining, 0.5))
+                await self._wait_for_worker(wait)
                 continue
             if exclude is not None:
                 exclude.add(peer.peer_id)
@@ -284,6 +266,7 @@ class Scheduler:
                     msg["sha256"] = pinned
             if sha256:
                 msg["sha256"] = sha256
+            advertised = peer.has_model(model, msg.get("sha256"))
             fut: asyncio.Future[dict[str, Any]] = loop.create_future()
             attempt = _Attempt(peer, fut)
             self._attempts[rid] = attempt
@@ -348,6 +331,18 @@ class Scheduler:
                 free_retries += 1
                 # Back off a little so an overloaded swarm drains instead of spinning.
                 await asyncio.sleep(min(0.05, 0.001 * free_retries))
+            elif code == "unknown_model":
+                # It lacks the model (and could not fetch it from us): another worker gets the
+                # task. One that never advertised it did nothing wrong: neither rested nor
+                # reported. The attempt counts, so a worker that lies so cannot loop us.
+                failures += 1
+                lacking.add(peer.peer_id)
+                lacking_until = lacking_until or time.monotonic() + timeout
+                if advertised:
+                    peer.tasks_failed += 1
+                    self._note(peer, "failed")
+                else:
+                    self.gaps.lacks(peer.peer_id, model)
             else:
                 failures += 1
                 peer.tasks_failed += 1

@@ -83,7 +83,13 @@ class TaskServer:
                 raise TaskError("unsupported", "this node does not execute tasks")
             inputs = protocol.arrays_of(msg, "inputs")
             outputs, took_us = await self.worker.execute(
-                requester, req_id, msg["model"], msg.get("sha256"), inputs, msg["timeout_ms"] / 1000
+                requester,
+                req_id,
+                msg["model"],
+                msg.get("sha256"),
+                inputs,
+                msg["timeout_ms"] / 1000,
+                via=rid,
             )
             self._send_result(rid, requester, msg, outputs, took_us)
         except Exception as exc:

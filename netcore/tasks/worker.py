@@ -57,8 +57,10 @@ class Worker:
         self.queued = 0
         self.served = 0
         self.failed = 0
-        self.fetch: Callable[[str, str, str, float], Awaitable[ModelSpec]] | None = None
-        """Called with (requester, model, sha256, budget) for a pinned model not held here."""
+        self.fetch: Callable[[str, str, str, float, bytes | None], Awaitable[ModelSpec]] | None
+        self.fetch = None
+        """Called with (requester, model, sha256, budget, via) for a pinned model not held here;
+        ``via`` is the routing id of the connection the task came on (to fetch back on it)."""
 
     async def warm_up(self, delay: float) -> None:
         """Load every model off the loop, so the first task does not pay for the session.
@@ -141,13 +143,15 @@ class Worker:
         sha256: str | None,
         inputs: Mapping[str, np.ndarray],
         timeout_s: float,
+        via: bytes | None = None,
     ) -> tuple[dict[str, np.ndarray], int]:
-        """Run one task; returns ``(outputs, took_us)`` or raises :class:`TaskError`."""
+        """Run one task; returns ``(outputs, took_us)`` or raises :class:`TaskError`.
+        ``via``: the ROUTER connection the task came on (a model we lack is fetched on it)."""
         spec = self.registry.find(model, sha256)
         if spec is None and sha256 and self.fetch is not None:
             # Not held here: fetch it from the requester (netcore.models.fetch), within the budget.
             fetch_started = time.monotonic()
-            spec = await self.fetch(requester, model, sha256, timeout_s)
+            spec = await self.fetch(requester, model, sha256, timeout_s, via)
             timeout_s -= time.monotonic() - fetch_started
         if spec is None:
             pinned = f" with sha256 {sha256[:12]}…" if sha256 else ""

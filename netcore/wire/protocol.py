@@ -27,6 +27,17 @@ MAX_CHUNK: Final = 1024 * 1024
 REQUESTS: Final = frozenset({"hello", "ping", "task", "model_get"})
 NO_REPLY: Final = frozenset({"cancel", "pong", "result", "error", "model_chunk", "bye"})
 KNOWN_TYPES: Final = REQUESTS | NO_REPLY
+DEALER_SERVES: Final = ("model_get",)
+"""Requests a node answers when the peer its DEALER is connected to sends them on that DEALER:
+the optional ``hello`` key ``dealer_serves`` lists them (docs/protocol.md, "model_get back on
+the task's connection"); other implementations ignore the key and never receive these."""
+
+
+def serves_back(hello: Mapping[str, Any]) -> bool:
+    """Whether a ``hello`` says its sender answers ``model_get`` on its DEALER."""
+    listed = hello.get("dealer_serves")
+    return isinstance(listed, list) and "model_get" in listed
+
 
 ERROR_CODES: Final = frozenset(
     {
