@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from netcore.tasks.journal import Journal, JournaledSubmitter, JournalError
+from netcore.tasks.journal import Journal, JournalError
+from netcore.tasks.journaled import JournaledSubmitter
 
 
 @dataclass
@@ -128,7 +129,7 @@ def test_an_unusable_journal_is_one_clear_error(tmp_path: Path) -> None:
 async def test_writes_of_one_loop_turn_share_one_commit() -> None:
     import asyncio
 
-    from netcore.tasks.journal import GroupCommit
+    from netcore.tasks.group_commit import GroupCommit
 
     batches: list[list[int]] = []
 
@@ -146,7 +147,7 @@ async def test_writes_of_one_loop_turn_share_one_commit() -> None:
 async def test_a_failed_commit_fails_every_writer_of_its_batch() -> None:
     import asyncio
 
-    from netcore.tasks.journal import GroupCommit
+    from netcore.tasks.group_commit import GroupCommit
 
     def write(items: list[int]) -> list[int]:
         raise JournalError("task journal: disk full")

@@ -11,7 +11,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from netcore.tasks.journal import Journal, JournaledSubmitter
+from netcore.tasks.journal import Journal
+from netcore.tasks.journaled import JournaledSubmitter
 from netcore.tasks.results import predictions
 from netcore.wire import protocol
 

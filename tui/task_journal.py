@@ -17,7 +17,8 @@ from .state import NodeLike, TaskRecord
 if TYPE_CHECKING:
     import numpy as np
 
-    from netcore.tasks.journal import GroupCommit, Journal, JournalTask
+    from netcore.tasks.group_commit import GroupCommit
+    from netcore.tasks.journal import Journal, JournalTask
     from netcore.tasks.scheduler import TaskOutcome
 
 log = logging.getLogger("p2pai.console")
@@ -28,7 +29,7 @@ class ConsoleJournal:
     run of its own, started with its first task."""
 
     def __init__(self, journal: Journal, interrupted_run_ids: list[str]) -> None:
-        from netcore.tasks.journal import GroupCommit
+        from netcore.tasks.group_commit import GroupCommit
 
         self.journal = journal
         self._interrupted = interrupted_run_ids

@@ -233,7 +233,8 @@ def submit(
             submitter = build_verifier(client, model, redundancy, vote, spot_check, samples, labels)
             journaled: Any = submitter
             if journal is not None and not resume:
-                from netcore.tasks.journal import JournaledSubmitter, RunPlan
+                from netcore.tasks.journal import RunPlan
+                from netcore.tasks.journaled import JournaledSubmitter
 
                 plan = RunPlan(
                     str(input_file.resolve()) if input_file else "",

@@ -13,7 +13,8 @@ import numpy as np
 
 from netcore.models.registry import ModelError, load_samples
 from netcore.tasks.batch import TaskReport
-from netcore.tasks.journal import Journal, JournaledSubmitter, JournalError, JournalTask, RunInfo
+from netcore.tasks.journal import Journal, JournalError, JournalTask, RunInfo
+from netcore.tasks.journaled import JournaledSubmitter
 from netcore.tasks.ordered import run_in_order
 from netcore.tasks.tally import Tally
 
