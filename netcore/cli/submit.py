@@ -150,7 +150,8 @@ def submit(
         task_timeout=task_timeout,
         **({"trust": trust} if trust else {}),
     )
-    wait_peers = max(wait_peers, redundancy)
+    # A vote needs a quorum of voters (K // 2 + 1); tasks wait for more (netcore.tasks.verify).
+    wait_peers = max(wait_peers, redundancy // 2 + 1)
     # Inputs are read and checked against the model's signature before connecting
     # (netcore.models.inputs, netcore.models.signature); a model held only by peers is
     # checked once they advertise it, below.
