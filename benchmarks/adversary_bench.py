@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from adversaries import Scene, scene, unseen_inputs  # noqa: E402
+from adversaries import Scene, scene, unseen_inputs
 
 SCENARIOS = ("sybil", "colluders", "evader", "liar")
 
@@ -81,7 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     out: dict[str, Any] = {"code": str(args.code or "this checkout")}
     for name in args.only.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"adv-{name}-") as tmp, scene(Path(tmp), args.code) as s:
+        with (
+            tempfile.TemporaryDirectory(prefix=f"adv-{name}-") as tmp,
+            scene(Path(tmp), args.code) as s,
+        ):
             out[name] = RUNS[name](s)
         print(json.dumps({name: out[name]}), file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))

@@ -38,9 +38,9 @@ from netcore.net.session import Session
 from netcore.net.transport import Transport, TransportError
 from netcore.observe.events import Event, NodeReady
 from netcore.observe.hub import EventHub, Subscription
-from netcore.tasks.voters import transport_host
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
 from netcore.tasks.serving import TaskServer
+from netcore.tasks.voters import transport_host
 from netcore.tasks.worker import Worker
 from netcore.trust.manager import TrustError, TrustManager
 from netcore.wire import protocol

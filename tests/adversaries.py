@@ -136,7 +136,9 @@ class Scene:
         try:
             summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise RuntimeError(f"submit printed no summary (rc {done.returncode}): {done.stderr[-2000:]}") from None
+            raise RuntimeError(
+                f"submit printed no summary (rc {done.returncode}): {done.stderr[-2000:]}"
+            ) from None
         summary["returncode"] = done.returncode
         return summary
 

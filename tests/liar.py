@@ -176,7 +176,9 @@ def main() -> None:
     parser.add_argument("--name", default="liar")
     parser.add_argument("--delay", type=float, default=1.0, help="seconds late (slow mode)")
     parser.add_argument("--identities", type=int, default=1, help="nodes in this process")
-    parser.add_argument("--capacity", type=int, default=0, help="claimed capacity of each (0: cores)")
+    parser.add_argument(
+        "--capacity", type=int, default=0, help="claimed capacity of each (0: cores)"
+    )
     asyncio.run(_main(parser.parse_args()))
 
 

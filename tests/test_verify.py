@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trust_fakes import SHA, INPUTS, FakeSwarm, FakeTrust, corrupt, fails, outputs_for, says, silent
+from trust_fakes import INPUTS, SHA, FakeSwarm, FakeTrust, corrupt, fails, outputs_for, says, silent
 
 from netcore.tasks.blind import CheckPolicy
 from netcore.tasks.spot_checks import SpotChecker
@@ -219,7 +219,9 @@ async def test_probation_results_are_checked_blindly_and_a_liar_is_reissued(
     swarm.worker("liar", says(6), capacity=1000)  # preferred by the scheduler
     swarm.worker("honest", says(5), delay=0.01)
     verifier = Verifier(swarm, redundancy=1, vote="label", check_rate=0.0)
-    outcomes = [await asyncio.wait_for(verifier.submit("digits", INPUTS), GUARD_S) for _ in range(6)]
+    outcomes = [
+        await asyncio.wait_for(verifier.submit("digits", INPUTS), GUARD_S) for _ in range(6)
+    ]
     assert all(o.ok and o.label == 5 for o in outcomes), [o.label for o in outcomes]
     assert all(o.worker == "honest" for o in outcomes)
     assert swarm.trust.count("liar", "spot_failed") >= 1

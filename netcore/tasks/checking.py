@@ -27,8 +27,8 @@ import numpy as np
 
 from netcore.tasks.blind import CheckPolicy, Reference
 from netcore.tasks.outcome import TaskOutcome
-from netcore.tasks.votes import VerifyStats, VoteKeys
 from netcore.tasks.voters import Electorate, electorate
+from netcore.tasks.votes import VerifyStats, VoteKeys
 
 log = logging.getLogger("p2pai.verify")
 

@@ -43,7 +43,7 @@ import numpy as np
 from netcore.tasks.checking import Checker
 from netcore.tasks.scheduler import TERMINAL_CODES, TaskOutcome
 from netcore.tasks.spot_checks import SpotChecker
-from netcore.tasks.verify_report import build_verifier, verify_summary
+from netcore.tasks.verify_report import verify_summary
 from netcore.tasks.voters import Electorate
 from netcore.tasks.votes import (
     MAX_REDUNDANCY,
@@ -287,7 +287,11 @@ class Verifier:
                 if short > 0:
                     now = self.checker.electorate(model, sha256)
                     free = [p for p in now.voters if p not in claimed]
-                    fresh = len({self.checker.host(p) for p in free} - hosts) if hosts is not None else len(free)
+                    fresh = (
+                        len({self.checker.host(p) for p in free} - hosts)
+                        if hosts is not None
+                        else len(free)
+                    )
                     if extra_left < short or fresh < short:
                         for other in pending:
                             other.cancel()
@@ -428,3 +432,36 @@ class Verifier:
                 target[:8], model, got, expected,
             )  # fmt: skip
             self._record(target, "spot_failed")
+
+
+# --- for the command line and the console ----------------------------------------------------
+
+
+def build_verifier(
+    node: Any,
+    model: str,
+    redundancy: int = 1,
+    vote: str = "digest",
+    spot_rate: float = 0.0,
+    samples: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    wait_s: float | None = None,
+) -> Any:
+    """``node`` itself when there is nothing to verify, else a :class:`Verifier` over it: blind
+    checks at ``spot_rate`` (and probation), known-answer checks from ``samples`` with
+    ``labels`` when there are labels; a vote waits up to ``wait_s`` for voters."""
+    if redundancy <= 1 and spot_rate <= 0:
+        return node
+    spot = None
+    if spot_rate > 0 and samples is not None and labels is not None:
+        spot = SpotChecker.from_reference(
+            model, samples, labels, spot_rate, registry=getattr(node, "registry", None)
+        )
+    return Verifier(
+        node,
+        redundancy=redundancy,
+        vote=vote,
+        spot=spot,
+        check_rate=spot_rate,
+        wait_s=WAIT_S if wait_s is None else wait_s,
+    )
