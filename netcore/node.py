@@ -40,6 +40,7 @@ from netcore.observe.events import Event, NodeReady
 from netcore.observe.hub import EventHub, Subscription
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
 from netcore.tasks.serving import TaskServer
+from netcore.tasks.voters import transport_host
 from netcore.tasks.worker import Worker
 from netcore.trust.manager import TrustError, TrustManager
 from netcore.wire import protocol
@@ -233,6 +234,8 @@ class Node:
         # With no worker holding a model we hold, send it to one that will fetch it from us.
         self.scheduler.local_model = self.registry.sha_of
         self.scheduler.gate, self.scheduler.observe = self.trust.gate, self.trust.observe
+        # Voters are hosts (netcore.tasks.voters): the address our link to a worker dialled.
+        self.scheduler.host_of = lambda peer_id: transport_host(self.transport, peer_id)
         where = ", ".join(m.addresses)
         if cfg.mdns:
             self.discovery = Discovery(

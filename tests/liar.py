@@ -9,7 +9,11 @@ A real :class:`netcore.node.Node` whose answers are falsified after honest infer
 * ``bad_digest``: true outputs, but a digest that does not match them (a corrupt result);
 * ``slow``: true outputs, sent ``delay`` seconds late (past the requester's timeout);
 * ``no_model``: every task answered ``unknown_model``, as a worker that cannot fetch the
-  model would (the requester must not loop on it, nor blame honest workers).
+  model would (the requester must not loop on it, nor blame honest workers);
+* ``evader``: honest only on inputs it recognises as checks (the bundled held-out samples'
+  exact bytes, which known-answer checks use), ``wrong_label`` on every other input.
+
+``--identities N`` runs N such nodes in one process (a Sybil farm: N keys, one host).
 
 Use it in-process (``LyingNode(config, mode)``) or as a script on 127.0.0.1::
 
@@ -39,7 +43,15 @@ from netcore.config.settings import Config
 from netcore.node import Node
 from netcore.wire.protocol import TaskError
 
-MODES = ("wrong_label", "other_label", "random", "bad_digest", "slow", "no_model")
+MODES = ("wrong_label", "other_label", "random", "bad_digest", "slow", "no_model", "evader")
+
+
+def held_out_rows() -> set[bytes]:
+    """The bytes of each bundled held-out sample (what an evader takes for a check)."""
+    from netcore.models.registry import load_samples
+
+    x = np.ascontiguousarray(load_samples()[0].astype(np.float32))
+    return {x[i].tobytes() for i in range(len(x))}
 
 
 def falsify(outputs: dict[str, np.ndarray], mode: str, rng: np.random.Generator) -> None:
@@ -73,6 +85,7 @@ class LyingNode(Node):
         """Tasks that reached the worker (lying or not)."""
         rng = np.random.default_rng()
         honest = self.worker.execute
+        known = held_out_rows() if mode == "evader" else set()
 
         async def lying_execute(
             requester: str,
@@ -93,6 +106,11 @@ class LyingNode(Node):
             outputs = dict(outputs)
             if self.mode == "slow":
                 await asyncio.sleep(self.delay)
+            elif self.mode == "evader":
+                rows = next(iter(inputs.values()))
+                if np.ascontiguousarray(rows, dtype=np.float32).reshape(-1).tobytes() in known:
+                    return outputs, took_us
+                falsify(outputs, "wrong_label", rng)
             else:
                 falsify(outputs, self.mode, rng)
             self.lies += 1
@@ -112,15 +130,29 @@ class LyingNode(Node):
 
 
 async def _main(args: argparse.Namespace) -> None:
-    config = Config(
-        interfaces=(args.interface,),
-        network=args.network,
-        data_dir=Path(args.data_dir),
-        name=args.name,
+    nodes = []
+    for i in range(args.identities):
+        config = Config(
+            interfaces=(args.interface,),
+            network=args.network,
+            data_dir=Path(args.data_dir) / str(i) if args.identities > 1 else Path(args.data_dir),
+            name=f"{args.name}-{i}" if args.identities > 1 else args.name,
+            capacity=args.capacity,
+        )
+        node = LyingNode(config, args.mode, args.delay)
+        await node.start()
+        nodes.append(node)
+    print(
+        json.dumps(
+            {
+                "event": "ready",
+                "peer_id": nodes[0].peer_id,
+                "endpoint": nodes[0].endpoint,
+                "peer_ids": [n.peer_id for n in nodes],
+            }
+        ),
+        flush=True,
     )
-    node = LyingNode(config, args.mode, args.delay)
-    await node.start()
-    print(json.dumps({"event": "ready", "peer_id": node.peer_id, "endpoint": node.endpoint}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,7 +161,10 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         await stop.wait()
     finally:
-        await node.stop()
+        print(json.dumps({"event": "lies", "lies": sum(n.lies for n in nodes),
+                          "asked": sum(n.asked for n in nodes)}), flush=True)  # fmt: skip
+        for node in nodes:
+            await node.stop()
 
 
 def main() -> None:
@@ -140,6 +175,10 @@ def main() -> None:
     parser.add_argument("--interface", default="127.0.0.1")
     parser.add_argument("--name", default="liar")
     parser.add_argument("--delay", type=float, default=1.0, help="seconds late (slow mode)")
+    parser.add_argument("--identities", type=int, default=1, help="nodes in this process")
+    parser.add_argument(
+        "--capacity", type=int, default=0, help="claimed capacity of each (0: cores)"
+    )
     asyncio.run(_main(parser.parse_args()))
 
 

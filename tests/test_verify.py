@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trust_fakes import INPUTS, FakeSwarm, corrupt, fails, says, silent
+from trust_fakes import INPUTS, SHA, FakeSwarm, FakeTrust, corrupt, fails, outputs_for, says, silent
 
+from netcore.tasks.blind import CheckPolicy
 from netcore.tasks.spot_checks import SpotChecker
 from netcore.tasks.verify import Verifier, build_verifier, verify_summary
 from netcore.tasks.votes import VerifiedOutcome
@@ -108,25 +109,150 @@ async def test_disagreement_asks_more_distinct_workers(swarm: FakeSwarm) -> None
     assert all(swarm.tasks_to(n) <= 1 for n in ("liar", "h1", "broken", "h2", "h3"))
 
 
-async def test_too_few_workers_fails_at_once(swarm: FakeSwarm) -> None:
+async def test_two_voters_of_three_start_a_quorum_of_two(swarm: FakeSwarm) -> None:
     swarm.worker("a", says(7))
     swarm.worker("b", says(7))
     verifier = Verifier(swarm, redundancy=3)
     outcome = await run(verifier)
+    assert outcome.ok and outcome.label == 7 and outcome.agreeing == 2 and outcome.attempts == 2
+
+
+async def test_too_few_voters_wait_then_fail(swarm: FakeSwarm) -> None:
+    swarm.worker("a", says(7))
+    verifier = Verifier(swarm, redundancy=3, wait_s=0.2)
+    seen: list[tuple[str, bool]] = []
+    verifier.on_wait = lambda task_id, waiting: seen.append((task_id, waiting))
+    outcome = await run(verifier, task_id="t1")
     assert outcome.error_code == "too_few_workers"
-    assert "redundancy 3 needs 3 distinct usable workers" in outcome.error
+    assert "redundancy 3 needs 2 voters" in outcome.error and "after waiting 0.2s" in outcome.error
+    assert seen == [("t1", True), ("t1", False)]
+    assert verifier.stats.waited == 1 and verifier.stats.waiting == 0
     assert swarm.sent == []
 
 
+async def test_a_task_waits_for_voters_instead_of_failing(swarm: FakeSwarm) -> None:
+    swarm.worker("a", says(7))
+    verifier = Verifier(swarm, redundancy=3, wait_s=GUARD_S)
+    task = asyncio.get_running_loop().create_task(verifier.submit("digits", INPUTS))
+    while verifier.stats.waiting == 0:
+        await asyncio.sleep(0.01)
+    assert not task.done()
+    swarm.worker("b", says(7))
+    swarm.scheduler.workers_changed()
+    outcome = await asyncio.wait_for(task, GUARD_S)
+    assert outcome.ok and outcome.label == 7 and verifier.stats.waited == 1
+
+
 async def test_quarantined_workers_do_not_count(swarm: FakeSwarm) -> None:
-    for name in ("a", "b", "c"):
+    for name in ("a", "b"):
         swarm.worker(name, says(7))
-    swarm.scheduler.gate = lambda peer: None if peer.peer_id == "c" else 1.0
-    swarm.peers.get("c").quarantine = "score 0.2: lost 4 of 4 votes"  # type: ignore[union-attr]
-    verifier = Verifier(swarm, redundancy=3)
+    swarm.scheduler.gate = lambda peer: None if peer.peer_id == "b" else 1.0
+    swarm.peers.get("b").quarantine = "score 0.2: lost 4 of 4 votes"  # type: ignore[union-attr]
+    verifier = Verifier(swarm, redundancy=3, wait_s=0.1)
     outcome = await run(verifier)
     assert outcome.error_code == "too_few_workers"
     assert "1 quarantined" in outcome.error
+
+
+async def test_voters_are_hosts_not_keys(swarm: FakeSwarm) -> None:
+    """A Sybil farm (3 keys on one host, claiming a huge capacity, all the same wrong label)
+    beside 3 honest workers on 3 hosts: one farm voter a task at most, so it never wins."""
+    hosts = {"s1": "10.0.0.9", "s2": "10.0.0.9", "s3": "10.0.0.9"}
+    for name in ("s1", "s2", "s3"):
+        swarm.worker(name, says(3), capacity=1000)
+    for i, name in enumerate(("h1", "h2", "h3")):
+        swarm.worker(name, says(7), delay=0.01, capacity=1)
+        hosts[name] = f"10.0.0.{i + 1}"
+    swarm.scheduler.host_of = hosts.__getitem__
+    verifier = Verifier(swarm, redundancy=3, vote="label")
+    for _ in range(10):
+        outcome = await run(verifier)
+        assert outcome.ok and outcome.label == 7, outcome
+        assert len({hosts[v] for v in outcome.voters}) == len(outcome.voters) == outcome.hosts
+        await settle(verifier)
+    assert verifier.stats.hosts_voted == 4
+    farm_tasks = sum(swarm.tasks_to(n) for n in ("s1", "s2", "s3"))
+    assert farm_tasks <= 10  # at most one replica a task
+
+
+class ProbationTrust(FakeTrust):
+    """Records, and holds the workers named in ``new`` on probation."""
+
+    def __init__(self, new: set[str]) -> None:
+        super().__init__()
+        self.new = new
+
+    def on_probation(self, peer_id: str) -> bool:
+        return peer_id in self.new and self.count(peer_id, "spot_passed") < 3
+
+
+class Reference:
+    """A registry whose own copy of the model always says ``label``."""
+
+    def __init__(self, label: int) -> None:
+        self.label = label
+        self.runs = 0
+
+    def find(self, name: str, sha256: str | None = None) -> Any:
+        return type("Spec", (), {"inputs": [type("T", (), {"name": "input"})()],
+                                 "label_output": "label", "sha256": SHA})()  # fmt: skip
+
+    def sha_of(self, name: str, sha256: str | None = None) -> str:
+        return SHA
+
+    def load(self, spec: Any) -> Any:
+        outer = self
+
+        class Loaded:
+            def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                outer.runs += 1
+                return outputs_for(outer.label)
+
+        return Loaded()
+
+
+async def test_probation_results_are_checked_blindly_and_a_liar_is_reissued(
+    swarm: FakeSwarm,
+) -> None:
+    swarm.trust = ProbationTrust({"liar", "honest"})
+    swarm.registry = Reference(5)  # type: ignore[assignment]
+    swarm.worker("liar", says(6), capacity=1000)  # preferred by the scheduler
+    swarm.worker("honest", says(5), delay=0.01)
+    verifier = Verifier(swarm, redundancy=1, vote="label", check_rate=0.0)
+    outcomes = [
+        await asyncio.wait_for(verifier.submit("digits", INPUTS), GUARD_S) for _ in range(6)
+    ]
+    assert all(o.ok and o.label == 5 for o in outcomes), [o.label for o in outcomes]
+    assert all(o.worker == "honest" for o in outcomes)
+    assert swarm.trust.count("liar", "spot_failed") >= 1
+    assert swarm.trust.count("honest", "spot_passed") == 3  # then out of probation
+    assert verifier.stats.mismatches == 1 and verifier.stats.quarantined == 1
+    assert verifier.stats.reissued == 1
+    assert verifier.stats.checked == 4  # 1 mismatch, 3 passes; then rate 0: no more checks
+
+
+async def test_probation_workers_never_vote_and_get_trials(swarm: FakeSwarm) -> None:
+    swarm.trust = ProbationTrust({"new-liar"})
+    swarm.worker("new-liar", says(3), capacity=1000)
+    for name in ("a", "b", "c"):
+        swarm.worker(name, says(7), delay=0.01)
+    verifier = Verifier(swarm, redundancy=3, vote="label")
+    for _ in range(3):
+        outcome = await run(verifier)
+        assert outcome.ok and outcome.label == 7 and "new-liar" not in outcome.voters
+        await settle(verifier)
+    # Without our own copy, its trial was checked on an established worker of another host.
+    assert swarm.trust.count("new-liar", "spot_failed") >= 1
+    assert verifier.stats.trials >= 1 and verifier.stats.mismatches == 1
+
+
+def test_check_rate_rises_with_the_share_of_work() -> None:
+    policy = CheckPolicy(0.1, seed=1)
+    for i in range(100):
+        policy.served_by("big" if i % 4 else "small")  # 75% / 25% of the work
+    assert policy.rate_for("small") == pytest.approx(0.1)
+    assert policy.rate_for("big") == pytest.approx(0.15)
+    assert all(policy.due("x", probation=True) for _ in range(5))
 
 
 async def test_a_bad_input_fails_at_once(swarm: FakeSwarm) -> None:
@@ -240,16 +366,24 @@ async def test_spot_checks_score_workers(swarm: FakeSwarm) -> None:
         await asyncio.wait_for(verifier.submit("digits", INPUTS), GUARD_S)
     await settle(verifier)
     assert verifier.stats.spot_checks == 4
-    assert swarm.trust.count("honest", "spot_passed") == 2
+    # A known answer can be recognised: passing one ends no probation (no spot_passed).
+    assert swarm.trust.count("honest", "spot_passed") == 0
     assert swarm.trust.count("liar", "spot_failed") == 2
-    assert verifier.stats.spot_failed == 2
+    assert verifier.stats.spot_failed == 2 and verifier.stats.spot_passed == 2
     line = verify_summary(verifier.stats.to_json(), 1, "digest")
-    assert line == "spot checks: 4 sent, 2 failed"
+    assert line == "known-answer checks: 4 sent, 2 failed"
 
 
 def test_verify_summary() -> None:
     stats = {"accepted": 9, "no_majority": 1, "too_few_workers": 0, "votes_won": 20,
              "votes_lost": 7, "spot_checks": 0}  # fmt: skip
     assert verify_summary(stats, 3, "label") == (
-        "verified x3 by label: 9 accepted, 1 without majority, 0 too few workers, votes lost 7/27"
+        "verified x3 by label (quorum 2): 9 accepted, 1 without majority, 0 too few voters, "
+        "votes lost 7/27, hosts voted 0"
+    )
+    stats.update(checked=40, mismatches=2, quarantined=1, reissued=5, waited=3, waiting=1,
+                 hosts_voted=3)  # fmt: skip
+    assert verify_summary(stats, 3, "label").endswith(
+        "hosts voted 3; blind checks: 40 checked, 2 mismatches, 1 workers quarantined, "
+        "5 re-issued; waited for voters: 3 tasks (1 waiting)"
     )

@@ -66,6 +66,7 @@ class TaskRunner:
         """How failures name a worker in the log (the app sets its peers' names)."""
         self.on_idle: Callable[[], None] | None = None
         """Called when the last task in flight got its outcome (the app redraws then)."""
+        self._verify_seen: tuple[int, ...] = (0, 0, 0, 0)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -141,6 +142,8 @@ class TaskRunner:
         if journal is not None and record.journaled:
             await journal.finish(record, outcome)
         finished = self.book.finish(record.task_id, outcome)
+        if self.verify:
+            self._report_verification()
         if finished is None:
             return
         self.latency.add(outcome.latency_s * 1000, self.clock())
@@ -178,9 +181,40 @@ class TaskRunner:
             from netcore.tasks.verify import Verifier
 
             self.verifier = Verifier(self.node, redundancy=redundancy, vote="label")
+            self.verifier.on_wait = self._waits_for_voters
         # Both read per task: a change applies to the next task, not those in flight.
         self.verifier.redundancy = self.verifier.extra = redundancy
         return redundancy
+
+    def _waits_for_voters(self, task_id: str, waiting: bool) -> None:
+        """A verified task waits for voters (too few workers past probation) or stops waiting:
+        its row says so, and the log when it starts."""
+        record = self.book.get(task_id)
+        if record is None or record.finished:
+            return
+        record.worker = "waiting for voters" if waiting else ""
+        record.rev += 1
+        if waiting:
+            log.info("task %s waits for voters (workers past probation, on distinct hosts)",
+                     task_id[:8])  # fmt: skip
+
+    def verify_report(self) -> str:
+        """What verification did so far, as ``submit`` prints it (empty before verified mode)."""
+        if self.verifier is None:
+            return ""
+        from netcore.tasks.verify import verify_summary
+
+        return verify_summary(self.verifier.stats.to_json(), self.verifier.redundancy, "label")
+
+    def _report_verification(self) -> None:
+        """Log the verification line when checks found something or tasks waited."""
+        if self.verifier is None:
+            return
+        stats = self.verifier.stats
+        now = (stats.mismatches, stats.quarantined, stats.waited, stats.hosts_voted)
+        if now != self._verify_seen:
+            self._verify_seen = now
+            log.info("%s", self.verify_report())
 
     def toggle_verify(self) -> bool:
         """Turn verified mode on or off; returns whether it is now on (set the redundancy with

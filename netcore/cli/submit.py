@@ -93,8 +93,10 @@ from netcore.models.signature import SignatureMismatch, fit_samples
     type=click.FloatRange(0, 1),
     default=0.0,
     show_default=True,
-    help="Also send this share of known-answer tasks (labelled held-out samples) and "
-    "score workers on them.",
+    help="Blind checks: re-run this share of the results (real inputs, picked after they "
+    "arrive) on our own copy of the model, or another host; a mismatch quarantines the "
+    "worker. New workers are checked on every result until they pass 3. With labelled "
+    "samples, as many known-answer tasks too.",
 )
 @trust_option
 @click.option(
@@ -148,7 +150,8 @@ def submit(
         task_timeout=task_timeout,
         **({"trust": trust} if trust else {}),
     )
-    wait_peers = max(wait_peers, redundancy)
+    # A vote needs a quorum of voters (K // 2 + 1); tasks wait for more (netcore.tasks.verify).
+    wait_peers = max(wait_peers, redundancy // 2 + 1)
     # Inputs are read and checked against the model's signature before connecting
     # (netcore.models.inputs, netcore.models.signature); a model held only by peers is
     # checked once they advertise it, below.
@@ -162,10 +165,6 @@ def submit(
     except InputError as exc:
         raise CliError(str(exc)) from None
     total = count or len(samples)
-    if spot_check > 0 and labels is None:
-        raise CliError(
-            "--spot-check needs labelled samples: an .npz with x and y (the bundled digits have labels)"
-        )
 
     journal = None
     runs: list[Any] = []
@@ -230,7 +229,9 @@ def submit(
                 JsonReports(names, workers) if as_json else TextReports(names, workers, batched)
             )
             # --redundancy / --spot-check: a Verifier submits in the client's place (netcore.tasks.verify).
-            submitter = build_verifier(client, model, redundancy, vote, spot_check, samples, labels)
+            submitter = build_verifier(
+                client, model, redundancy, vote, spot_check, samples, labels, wait_s=timeout
+            )
             journaled: Any = submitter
             if journal is not None and not resume:
                 from netcore.tasks.journal import RunPlan

@@ -91,6 +91,9 @@ class Scheduler:
         """Workers that lack a model (answered unknown_model): others are preferred for it."""
         self.observe: Callable[[Peer, str], None] | None = None
         """Told each attempt's fate: ok, failed, timeout, unreachable or corrupt."""
+        self.host_of: Callable[[str], str] | None = None
+        """The host a worker runs on, as the transport sees it (netcore.tasks.voters); None:
+        each worker is its own host. Used by ``exclude_hosts`` (verified results)."""
 
     # --- hooks the node calls ------------------------------------------------------------
 
@@ -146,12 +149,15 @@ class Scheduler:
         exclude: set[str],
         pin: str | None = None,
         avoid: set[str] | frozenset[str] = frozenset(),
+        avoid_hosts: set[str] | frozenset[str] = frozenset(),
     ) -> Peer | None:
         """The least loaded, fastest worker holding the model; tried ones only as a last resort,
-        ``avoid`` ones never."""
+        ``avoid`` ones (and those on ``avoid_hosts``) never."""
         found = self.candidates(model, sha256, pin)
         if avoid:
             found = [p for p in found if p.peer_id not in avoid]
+        if avoid_hosts:
+            found = [p for p in found if self.host(p.peer_id) not in avoid_hosts]
         if not found:
             return None
         fresh = [p for p in found if p.peer_id not in exclude] or found
@@ -169,6 +175,10 @@ class Scheduler:
             return base * (self.gate(p) or 1.0) if self.gate is not None else base
 
         return min(fresh, key=cost)
+
+    def host(self, peer_id: str) -> str:
+        """The host ``peer_id`` runs on (its peer id when the transport cannot say)."""
+        return self.host_of(peer_id) if self.host_of is not None else peer_id
 
     async def _wait_for_worker(self, timeout: float) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -196,13 +206,15 @@ class Scheduler:
         allow_local: bool = False,
         task_id: str | None = None,
         exclude: set[str] | None = None,
+        exclude_hosts: set[str] | None = None,
     ) -> TaskOutcome:
         """Run one task somewhere and return its outcome (never raises for task failures).
 
         ``timeout`` is one attempt's budget; ``deadline`` the whole task's (default: enough
         for every attempt plus the wait for a worker). Workers in ``exclude`` are never used,
         and every worker an attempt goes to is added to it: tasks sharing one set run on
-        distinct workers (redundant execution, netcore.tasks.verify).
+        distinct workers (redundant execution, netcore.tasks.verify). ``exclude_hosts`` does
+        the same for hosts (:meth:`host`): tasks sharing one set run on distinct hosts.
         """
         loop = asyncio.get_running_loop()
         timeout = timeout or self.default_timeout
@@ -234,11 +246,12 @@ class Scheduler:
             if attempts >= max_attempts or remaining <= 0:
                 return self._finish(task_id, model, started, attempts, None, error=last_error)
             avoid: set[str] | frozenset[str] = exclude or frozenset()
-            peer = self.choose(model, sha256, tried, pin, avoid | lacking)
+            hosts: set[str] | frozenset[str] = exclude_hosts or frozenset()
+            peer = self.choose(model, sha256, tried, pin, avoid | lacking, hosts)
             wait = min(remaining, 0.5)
             if peer is None and lacking:
                 if time.monotonic() >= lacking_until:
-                    peer = self.choose(model, sha256, tried, pin, avoid)
+                    peer = self.choose(model, sha256, tried, pin, avoid, hosts)
                 wait = min(wait, max(0.001, lacking_until - time.monotonic()))
             if peer is None:
                 if allow_local and self.local is not None and pin in (None, self.local_peer_id):
@@ -247,6 +260,8 @@ class Scheduler:
                 continue
             if exclude is not None:
                 exclude.add(peer.peer_id)
+            if exclude_hosts is not None:
+                exclude_hosts.add(self.host(peer.peer_id))
             # From this worker's observed latency for the model, within the caller's budget.
             attempt_timeout = min(
                 self.timer.timeout(peer.peer_id, model, timeout, attempts), remaining

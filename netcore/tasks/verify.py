@@ -1,26 +1,32 @@
-"""Verified results: redundant execution with a majority vote, and spot checks.
+"""Verified results: quorum votes over distinct hosts, blind checks, probation.
 
 A layer over :meth:`Node.submit` (and so :meth:`Scheduler.submit`), used by
 ``p2pai submit --redundancy K --vote digest|label --spot-check RATE`` and the console's
 verified mode.
 
-**Redundancy.** Each task goes to ``K`` distinct workers (one attempt each; the attempts
-share one ``exclude`` set, so no worker ever answers twice for one task). Results are compared
-by ``digest`` (bit-identical outputs) or by the model's ``label_output`` (the class label, for
-float outputs that differ between hardware). The first answer that a strict majority of ``K``
-(``K // 2 + 1``) agrees on is accepted at once; attempts still running finish in the
-background and are scored too. When a majority can no longer be reached (disagreement,
-failures), more distinct workers are asked, up to ``K`` extra; failing that the task fails with
-a reason that lists the answers. Agreeing with the accepted answer counts as a vote won,
-disagreeing as a vote lost (:mod:`netcore.trust.reputation`); without a majority nobody is scored.
+**Quorum votes.** A result is accepted when ``q = K // 2 + 1`` distinct voters agree. A voter
+is a usable worker that is not on probation, and voters are hosts, not keys
+(:mod:`netcore.tasks.voters`): the replicas of one task go to workers on distinct hosts where
+there are at least ``q`` hosts, else to distinct workers (the summary says how many hosts
+voted). A task starts with ``K`` replicas where ``K`` voters are usable, else with as many as
+there are (at least ``q``), and more go to fresh voters only on disagreement, up to ``K`` extra.
+With fewer than ``q`` voters the task **waits** for voters (counted in ``waiting``; the console
+shows it) until its wait runs out (``wait_s``: ``submit --timeout``), then fails
+``too_few_workers``. Results are compared by ``digest`` (bit-identical outputs) or by the
+model's ``label_output``. Agreeing with the accepted answer counts as a vote won, disagreeing
+as a vote lost (:mod:`netcore.trust.reputation`); without a majority nobody is scored.
 
-**Spot checks.** At a set rate (a share of the tasks submitted) the requester also sends a
-known-answer task: a held-out sample whose label the reference model gets right, to the
-usable worker checked least so far. A wrong label is a failed spot check. A worker cannot
-tell such tasks from real ones.
+**Blind checks** (:mod:`netcore.tasks.checking`): real task inputs, drawn after the result
+arrived, re-run by the requester (or an established worker of another host). Every result of
+a worker on probation is checked before it is handed on, the others at the ``--spot-check``
+rate scaled by the worker's share of the work. A mismatch quarantines the worker, and what it
+supplied that is **not final** is re-issued elsewhere: a result is final once this verifier
+returned it (``submit`` prints it then); the results held for their check and the attempts
+still in flight on the convicted worker are not, and are re-issued. In a vote, workers on
+probation get probation trials (the same input, checked) until they pass.
 
-The vote counting lives in :mod:`netcore.tasks.votes`, the known-answer samples in
-:mod:`netcore.tasks.spot_checks`.
+**Known-answer checks** (an extra, :mod:`netcore.tasks.spot_checks`): at the same rate, a
+held-out labelled sample to the usable worker checked least so far.
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from netcore.tasks.checking import Checker
 from netcore.tasks.scheduler import TERMINAL_CODES, TaskOutcome
 from netcore.tasks.spot_checks import SpotChecker
+from netcore.tasks.verify_report import verify_summary
+from netcore.tasks.voters import Electorate
 from netcore.tasks.votes import (
     MAX_REDUNDANCY,
     VOTE_MODES,
@@ -47,11 +56,22 @@ from netcore.tasks.votes import (
 )
 from netcore.wire import protocol
 
+__all__ = ["Verifier", "build_verifier", "verify_summary"]
+
 log = logging.getLogger("p2pai.verify")
+
+WAIT_S = 30.0
+"""How long a task waits for voters by default (``submit`` passes its ``--timeout``)."""
+MAX_REISSUES = 3
+"""A task whose results keep failing their checks is re-issued at most this often."""
+LOOK_AGAIN_S = 0.5
+"""A task waiting for voters looks again at least this often."""
+
+Inputs = Mapping[str, np.ndarray] | np.ndarray
 
 
 class Verifier:
-    """``submit()`` like :meth:`Node.submit`, with redundancy and spot checks."""
+    """``submit()`` like :meth:`Node.submit`, with quorum votes, blind and spot checks."""
 
     def __init__(
         self,
@@ -60,6 +80,9 @@ class Verifier:
         vote: str = "digest",
         extra: int | None = None,
         spot: SpotChecker | None = None,
+        check_rate: float = 0.0,
+        wait_s: float = WAIT_S,
+        seed: int | None = None,
     ) -> None:
         if not 1 <= redundancy <= MAX_REDUNDANCY:
             raise ValueError(f"redundancy must be 1 to {MAX_REDUNDANCY}")
@@ -69,8 +92,12 @@ class Verifier:
         self.redundancy = redundancy
         self.extra = redundancy if extra is None else extra
         self.spot = spot
+        self.wait_s = wait_s
         self.stats = VerifyStats()
         self.keys = VoteKeys(node, vote)
+        self.checker = Checker(node, self.keys, self.stats, check_rate, seed)
+        self.on_wait: Callable[[str, bool], None] | None = None
+        """Told ``(task_id, True)`` when a task starts waiting for voters, False when it ends."""
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -89,20 +116,18 @@ class Verifier:
 
     # --- public API ------------------------------------------------------------------------
 
-    async def submit(
-        self, model: str, inputs: Mapping[str, np.ndarray] | np.ndarray, **options: Any
-    ) -> TaskOutcome:
+    async def submit(self, model: str, inputs: Inputs, **options: Any) -> TaskOutcome:
         """Run one task verified; never raises for task failures."""
         if self.spot is not None:
             for _ in range(self.spot.due(model)):
                 self._spawn(self._spot_check(model))
         self.stats.tasks += 1
         if self.redundancy == 1:
-            return await self.node.submit(model, inputs, **options)
+            return await self._single(model, inputs, dict(options))
         return await self._vote(model, inputs, dict(options))
 
     async def aclose(self) -> None:
-        """Cancel the attempts and spot checks still running in the background."""
+        """Cancel the attempts and checks still running in the background."""
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):
@@ -115,37 +140,122 @@ class Verifier:
         task.add_done_callback(self._background.discard)
         return task
 
+    # --- one worker a task: checked blindly ------------------------------------------------
+
+    async def _single(self, model: str, inputs: Inputs, options: dict[str, Any]) -> TaskOutcome:
+        sha256 = options.get("sha256")
+        outcome: TaskOutcome | None = None
+        for _ in range(MAX_REISSUES + 1):
+            started = time.monotonic()
+            if self.checker.convicted:
+                options["exclude"] = set(self.checker.convicted)
+            outcome = await self.node.submit(model, inputs, **options)
+            if not outcome.ok:
+                return outcome
+            if self.checker.convicted_since(outcome.worker, started):
+                self.stats.reissued += 1  # it arrived after its worker was caught lying
+                continue
+            if await self.checker.maybe_check(model, sha256, inputs, outcome) is False:
+                self.stats.reissued += 1
+                continue
+            return outcome
+        assert outcome is not None
+        return self._failed(
+            outcome.task_id, model, time.monotonic(), MAX_REISSUES + 1, "check_failed",
+            f"the results of {MAX_REISSUES + 1} workers failed their blind checks",
+        )  # fmt: skip
+
     # --- voting ----------------------------------------------------------------------------
 
-    async def _vote(
-        self, model: str, inputs: Mapping[str, np.ndarray] | np.ndarray, options: dict[str, Any]
+    async def _vote(self, model: str, inputs: Inputs, options: dict[str, Any]) -> TaskOutcome:
+        task_id = options.pop("task_id", None) or protocol.new_id().hex()[:16]
+        for dropped in ("pin", "exclude", "exclude_hosts", "allow_local", "max_attempts"):
+            options.pop(dropped, None)
+        outcome: TaskOutcome | None = None
+        for _ in range(MAX_REISSUES + 1):
+            outcome = await self._vote_once(model, inputs, task_id, options)
+            if not isinstance(outcome, VerifiedOutcome) or not outcome.ok:
+                return outcome
+            # The steady-state blind check of the accepted answer: a majority can lie too.
+            if self.checker.policy.rate <= 0 or outcome.worker is None:
+                return outcome
+            if not self.checker.policy.due(outcome.worker, False):
+                return outcome
+            passed = await self.checker.check(model, options.get("sha256"), inputs, outcome)
+            if passed is not False:
+                return outcome
+            for worker in outcome.voters:
+                if worker not in outcome.dissenters and worker != outcome.worker:
+                    self.checker.convict(worker, model, "the accepted answer", "otherwise")
+            self.stats.reissued += 1
+        assert outcome is not None
+        return outcome
+
+    async def _await_voters(
+        self, task_id: str, model: str, sha256: str | None, inputs: Inputs, started: float
+    ) -> Electorate | None:
+        """The electorate once it has a quorum of voters, else None when the wait ran out;
+        workers on probation get trials meanwhile."""
+        quorum, waiting = self.quorum, False
+        try:
+            while True:
+                found = self.checker.electorate(model, sha256)
+                self.checker.trials(model, sha256, inputs, found.probation, self._spawn)
+                if found.replicas(self.redundancy, quorum)[0]:
+                    return found
+                remaining = started + self.wait_s - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if not waiting:
+                    waiting = True
+                    self.stats.waiting += 1
+                    self.stats.waited += 1
+                    log.info("task %s waits for voters: %d usable, %d needed",
+                             task_id[:8], len(found.voters), quorum)  # fmt: skip
+                    if self.on_wait is not None:
+                        self.on_wait(task_id, True)
+                self.checker.changed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        self.checker.changed.wait(), min(remaining, LOOK_AGAIN_S)
+                    )
+        finally:
+            if waiting:
+                self.stats.waiting -= 1
+                if self.on_wait is not None:
+                    self.on_wait(task_id, False)
+
+    async def _vote_once(
+        self, model: str, inputs: Inputs, task_id: str, options: dict[str, Any]
     ) -> TaskOutcome:
         started = time.monotonic()
         k, quorum = self.redundancy, self.quorum
-        task_id = options.pop("task_id", None) or protocol.new_id().hex()[:16]
-        for dropped in ("pin", "exclude", "allow_local", "max_attempts"):
-            options.pop(dropped, None)
         sha256 = options.get("sha256")
-        usable = self._usable(model, sha256)
-        if len(usable) < k:
+        found = await self._await_voters(task_id, model, sha256, inputs, started)
+        if found is None:
             self.stats.too_few_workers += 1
+            usable = self._usable(model, sha256)
             return self._failed(
                 task_id, model, started, 0, "too_few_workers",
-                f"redundancy {k} needs {k} distinct usable workers with model {model!r}; "
-                f"{len(usable)} usable{quarantine_note(self.node.peers)}",
+                f"redundancy {k} needs {quorum} voters (usable workers past probation) with "
+                f"model {model!r}; {len(usable)} usable, after waiting {self.wait_s:g}s"
+                f"{quarantine_note(self.node.peers)}",
             )  # fmt: skip
-        claimed: set[str] = set()
+        replicas, by_host = found.replicas(k, quorum)
+        # Workers on probation never vote: claimed from the start.
+        claimed: set[str] = set(found.probation) | set(self.checker.convicted)
+        hosts: set[str] | None = set() if by_host else None
 
         def launch() -> asyncio.Task[TaskOutcome]:
             return self._spawn(
                 self.node.submit(
-                    model, inputs, task_id=task_id, exclude=claimed, allow_local=False,
-                    max_attempts=1, **options,
+                    model, inputs, task_id=task_id, exclude=claimed, exclude_hosts=hosts,
+                    allow_local=False, max_attempts=1, **options,
                 )
             )  # fmt: skip
 
-        pending: set[asyncio.Task[TaskOutcome]] = {launch() for _ in range(k)}
-        launched = k
+        pending: set[asyncio.Task[TaskOutcome]] = {launch() for _ in range(replicas)}
+        launched = replicas
         extra_left = self.extra
         groups: dict[bytes, list[TaskOutcome]] = {}
         failures: list[TaskOutcome] = []
@@ -154,7 +264,9 @@ class Verifier:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     outcome = task.result()
-                    if outcome.ok:
+                    if outcome.ok and self.checker.convicted_since(outcome.worker, started):
+                        failures.append(outcome)  # caught lying meanwhile: it does not count
+                    elif outcome.ok:
                         groups.setdefault(self.keys.key(model, outcome), []).append(outcome)
                     else:
                         failures.append(outcome)
@@ -173,8 +285,14 @@ class Verifier:
                     )
                 short = quorum - len(best) - len(pending)
                 if short > 0:
-                    free = [p for p in self._usable(model, sha256) if p not in claimed]
-                    if extra_left < short or len(free) < short:
+                    now = self.checker.electorate(model, sha256)
+                    free = [p for p in now.voters if p not in claimed]
+                    fresh = (
+                        len({self.checker.host(p) for p in free} - hosts)
+                        if hosts is not None
+                        else len(free)
+                    )
+                    if extra_left < short or fresh < short:
                         for other in pending:
                             other.cancel()
                         break
@@ -210,14 +328,18 @@ class Verifier:
         self.stats.accepted += 1
         voters: list[str] = []
         dissenters: list[str] = []
+        hosts: set[str] = set()
         for key, members in groups.items():
             for member in members:
                 voters.append(member.worker or "")
+                hosts.add(self.checker.host(member.worker or ""))
                 if key == winner:
                     self._won(member.worker)
                 else:
                     dissenters.append(member.worker or "")
                     self._lost(model, member)
+        self.checker.hosts_voted |= hosts
+        self.stats.hosts_voted = len(self.checker.hosts_voted)
         if pending:
             self._spawn(self._score_late(model, winner, pending))
         first = groups[winner][0]
@@ -236,6 +358,7 @@ class Verifier:
             agreeing=len(groups[winner]),
             voters=voters,
             dissenters=dissenters,
+            hosts=len(hosts),
         )
 
     def _won(self, worker: str | None) -> None:
@@ -299,8 +422,9 @@ class Verifier:
         name = self.keys.label_name(model, outcome)
         got = spot.answer(outcome.outputs.get(name) if name else None)
         if got == expected:
+            # Not a blind check's pass (``spot_passed``): a held-out sample can be recognised,
+            # so passing one ends no probation. Failing one is a lie all the same.
             self.stats.spot_passed += 1
-            self._record(target, "spot_passed")
         else:
             self.stats.spot_failed += 1
             log.warning(
@@ -321,9 +445,11 @@ def build_verifier(
     spot_rate: float = 0.0,
     samples: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    wait_s: float | None = None,
 ) -> Any:
-    """``node`` itself when there is nothing to verify, else a :class:`Verifier` over it
-    (spot checks drawn from ``samples`` with ``labels``)."""
+    """``node`` itself when there is nothing to verify, else a :class:`Verifier` over it: blind
+    checks at ``spot_rate`` (and probation), known-answer checks from ``samples`` with
+    ``labels`` when there are labels; a vote waits up to ``wait_s`` for voters."""
     if redundancy <= 1 and spot_rate <= 0:
         return node
     spot = None
@@ -331,18 +457,11 @@ def build_verifier(
         spot = SpotChecker.from_reference(
             model, samples, labels, spot_rate, registry=getattr(node, "registry", None)
         )
-    return Verifier(node, redundancy=redundancy, vote=vote, spot=spot)
-
-
-def verify_summary(stats: Mapping[str, int], redundancy: int, vote: str) -> str:
-    """One line for ``p2pai submit``'s summary."""
-    parts = []
-    if redundancy > 1:
-        parts.append(
-            f"verified x{redundancy} by {vote}: {stats['accepted']} accepted, "
-            f"{stats['no_majority']} without majority, {stats['too_few_workers']} too few workers, "
-            f"votes lost {stats['votes_lost']}/{stats['votes_won'] + stats['votes_lost']}"
-        )
-    if stats.get("spot_checks"):
-        parts.append(f"spot checks: {stats['spot_checks']} sent, {stats['spot_failed']} failed")
-    return "; ".join(parts)
+    return Verifier(
+        node,
+        redundancy=redundancy,
+        vote=vote,
+        spot=spot,
+        check_rate=spot_rate,
+        wait_s=WAIT_S if wait_s is None else wait_s,
+    )

@@ -31,6 +31,8 @@ class VerifiedOutcome(TaskOutcome):
     """Workers whose result was compared when the vote ended."""
     dissenters: list[str] = field(default_factory=list)
     """Workers whose result disagreed with the accepted one (when the vote ended)."""
+    hosts: int = 0
+    """Distinct hosts among the voters (netcore.tasks.voters)."""
 
 
 @dataclass(slots=True)
@@ -43,8 +45,24 @@ class VerifyStats:
     votes_lost: int = 0
     extra_attempts: int = 0
     spot_checks: int = 0
+    """Known-answer checks (held-out labelled samples) sent, passed, failed."""
     spot_passed: int = 0
     spot_failed: int = 0
+    checked: int = 0
+    """Blind checks made: real task inputs re-run by the requester or another host."""
+    mismatches: int = 0
+    quarantined: int = 0
+    """Workers a blind check proved wrong (and quarantined)."""
+    reissued: int = 0
+    """Results of a convicted worker that were not final yet, run again elsewhere."""
+    trials: int = 0
+    """Probation trials sent (a task's input to a worker on probation, then checked)."""
+    hosts_voted: int = 0
+    """Distinct hosts whose results were counted in votes."""
+    waiting: int = 0
+    """Tasks waiting for voters now."""
+    waited: int = 0
+    """Tasks that had to wait for voters."""
 
     def to_json(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

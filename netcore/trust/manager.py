@@ -337,6 +337,15 @@ class TrustManager:
         name = peer.name if peer is not None else ""
         self._apply(self.reputation.note(key, peer_id, name, counter))
 
+    # i16: minimal, i16-sched owns the real one
+    def on_probation(self, peer_id: str) -> bool:
+        """A new identity: its results are checked blindly until it passed 3 checks."""
+        key = self._key_of(peer_id) or ""
+        if not hasattr(self, "_own"):
+            self._own = local_keys(self.base_dir) | {getattr(self.identity, "public_text", "")}
+        record = self.reputation.get(key)
+        return key not in self._own and (record is None or record.stats.get("spot_passed") < 3)
+
     def score(self, peer_id: str) -> float | None:
         key = self._key_of(peer_id)
         return self.reputation.score(key) if key is not None else None
