@@ -90,6 +90,11 @@ async def test_an_allowlist_console_runs_tasks_on_its_local_peers_and_refuses_a_
             assert foreign.peer_id not in node.peers
             assert foreign.usable_peers(kind=None) == []
             assert foreign.counters["tasks_served"] == 0
+            print(
+                f"\nallowlist console --local 2: children listed {len(ids)}/2, tasks done "
+                f"{app.book.counters.done}/{TASKS} (on {len({r.worker for r in records})} of the "
+                f"children), stranger refused by {len(wanted & refused_by)}/3"
+            )
 
             # Session trust only: nothing was written to the console's trust list.
             assert not trust_path(tmp_path / "console").exists()
