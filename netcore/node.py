@@ -99,6 +99,7 @@ class Node:
             self.peers,
             self.membership.send_request,
             max_bytes=config.max_model_bytes,
+            quota=config.model_quota,
             on_stored=self.membership.readvertise,
             send_back=self.session.send_back,
         )

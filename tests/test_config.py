@@ -164,3 +164,26 @@ def test_data_dir_expands_the_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_serving_addresses_with_interfaces_are_deduplicated(tmp_path: Path) -> None:
     cfg = config(tmp_path, interfaces=("127.0.0.1", "10.0.0.1", "127.0.0.1"))
     assert cfg.serving_addresses() == ["127.0.0.1", "10.0.0.1"]
+
+
+def test_session_trusted_keys_must_be_z85(tmp_path: Path) -> None:
+    import zmq
+
+    good = zmq.curve_keypair()[0].decode("ascii")
+    Config(data_dir=tmp_path, trusted_keys=(good,)).validate()
+    with pytest.raises(ConfigError, match="--trust-key"):
+        Config(data_dir=tmp_path, trusted_keys=(good, "x" * 39)).validate()
+
+
+@pytest.mark.parametrize("text,size", [("4GiB", 4 * 1024**3), ("512 MiB", 512 * 1024**2),
+                                       ("500MB", 500 * 10**6), ("1.5G", 3 * 1024**3 // 2),
+                                       ("65536", 65536), ("10k", 10240)])  # fmt: skip
+def test_sizes(text: str, size: int) -> None:
+    from netcore.config.sizes import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_model_quota_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--model-quota"):
+        Config(data_dir=tmp_path, model_quota=0).validate()

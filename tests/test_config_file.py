@@ -191,3 +191,34 @@ def test_reach_modules_import_no_textual_or_rich() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_model_quota_from_flag_env_and_file_with_units(tmp_path: Path) -> None:
+    assert show()["model_quota"] == {"value": 4 * 1024**3, "source": "default"}
+    cfg = write(tmp_path / "c.toml", 'model_quota = "1GiB"\n')
+    assert show("--config", str(cfg))["model_quota"] == {"value": 1024**3, "source": "file"}
+    env = {"P2PAI_MODEL_QUOTA": "500MB"}
+    assert show("--config", str(cfg), env=env)["model_quota"] == {
+        "value": 500 * 10**6,
+        "source": "env",
+    }
+
+
+@pytest.mark.parametrize("value", ['"lots"', '"-3GiB"', '"4 parsecs"'])
+def test_a_bad_model_quota_fails_in_one_line(tmp_path: Path, value: str) -> None:
+    cfg = write(tmp_path / "c.toml", f"model_quota = {value}\n")
+    result = CliRunner().invoke(cli, ["config", "show", "--config", str(cfg)])
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "model_quota" in lines[0] and "4GiB" in lines[0], result.output
+
+
+def test_a_bad_trust_key_fails_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["node", "--interface", "127.0.0.1", "--network", "tk-bad", "--data-dir",
+         str(tmp_path / "d"), "--trust-key", "not-a-key"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["p2pai: error: --trust-key 'not-a-key': not a Z85 public key (40 characters)"]

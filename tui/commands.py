@@ -16,6 +16,7 @@ from netcore.cli.common import (
     capacity_option,
     common_options,
     make_config,
+    model_quota_option,
     provider_option,
     setup_logging,
     trust_option,
@@ -37,6 +38,7 @@ from netcore.config.settings import ConfigError, default_data_dir
 @capacity_option()
 @provider_option
 @trust_option
+@model_quota_option
 def console(
     interfaces: tuple[str, ...] = (),
     port: int = 0,
@@ -48,6 +50,7 @@ def console(
     capacity: int = 0,
     provider: str = "",
     trust: str | None = None,
+    model_quota: int = 4 * 1024**3,
 ) -> None:
     """The terminal console: a node with live peers, tasks, latency and logs (the default command)."""
     config = make_config(
@@ -58,6 +61,7 @@ def console(
         name,
         capacity=capacity,
         provider=provider,
+        model_quota=model_quota,
         **({"trust": trust} if trust else {}),
     )
     from tui.run import run_console  # Textual loads only now

@@ -4,6 +4,14 @@ The console starts them, shows them like any peer, and stops them when it quits,
 errors: SIGTERM by PID, then SIGKILL after a grace period. On Linux each child also asks the
 kernel for SIGTERM should the console die without cleaning up (``PR_SET_PDEATHSIG``), set in
 a tiny launcher that then ``exec``s the real command line.
+
+Trust: the children run in the console's ``--trust`` mode, and the console and its children
+trust each other for the session only, whatever the mode. Each child's identity is made here,
+before it starts, so the console knows its key; the child is told the console's keys and its
+siblings' with ``--trust-key`` and the console adds the children's to its own
+``Config.trusted_keys``. Nothing goes into any ``trusted.json``: when the session ends the
+keys are trusted nowhere (and the children's identities, in a private temporary dir, are
+deleted with it).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from netcore.net.identity import load_or_create
 
 log = logging.getLogger("p2pai.console.local")
 
@@ -62,11 +72,18 @@ class LocalPeers:
         base_dir: Path | None = None,
         interface: str = "127.0.0.1",
         log_level: str = "info",
+        trust: str = "open",
+        trusted_keys: tuple[str, ...] = (),
+        model_quota: int | None = None,
     ) -> None:
         self.count = count
         self.network = network
         self.interface = interface
         self.log_level = log_level
+        self.trust = trust
+        self.trusted_keys = tuple(trusted_keys)
+        """The console's keys: every child trusts them (and its siblings)."""
+        self.model_quota = model_quota
         self._own_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="p2pai-local-"))
         self.peers = [
@@ -80,8 +97,16 @@ class LocalPeers:
         ]
         self._stopped = False
 
+    def identity_keys(self) -> list[str]:
+        """The children's public keys, their identities created now if need be."""
+        return [load_or_create(peer.data_dir, peer.name).public_text for peer in self.peers]
+
     def command(self, peer: LocalPeer) -> list[str]:
         """The child's command line (what ``ps`` shows once the launcher has exec'd)."""
+        trusted = list(dict.fromkeys([*self.trusted_keys, *self.identity_keys()]))
+        extra = [arg for key in trusted for arg in ("--trust-key", key)]
+        if self.model_quota is not None:
+            extra += ["--model-quota", str(self.model_quota)]
         return [
             sys.executable,
             "-m",
@@ -98,6 +123,9 @@ class LocalPeers:
             peer.name,
             "--log-level",
             self.log_level,
+            "--trust",
+            self.trust,
+            *extra,
         ]
 
     def start(self) -> None:

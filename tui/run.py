@@ -7,9 +7,46 @@ import secrets
 from dataclasses import replace
 
 from netcore.config.settings import Config
+from netcore.net.identity import IdentityError, load_or_create
+from netcore.trust.keys import base_dir_of, local_keys
 
 from .app import P2PConsole
 from .local_peers import LocalPeers
+
+
+def local_session(config: Config, count: int) -> tuple[Config, LocalPeers]:
+    """The console's config and ``count`` local peers (not started yet) that trust each other.
+
+    The console goes onto 127.0.0.1 and their network (a private random name unless
+    ``--network`` named one). Its keys (the node's and its base dir's client identity) are
+    handed to the children with ``--trust-key``; the children's, made now, join its
+    ``trusted_keys``: trust for this session only, so that ``--trust allowlist`` works
+    without ``p2pai keys trust`` and without writing any trust list.
+    Raises :class:`IdentityError` when the console's identity cannot be read or made.
+    """
+    network = config.network if config.network != "default" else f"local-{secrets.token_hex(4)}"
+    own = {load_or_create(config.data_dir, config.name).public_text}
+    own |= local_keys(base_dir_of(config))
+    local_peers = LocalPeers(
+        count,
+        network,
+        log_level="info",
+        trust=config.trust,
+        trusted_keys=tuple(sorted(own)),
+        model_quota=config.model_quota,
+    )
+    try:
+        children = tuple(k for k in local_peers.identity_keys() if k not in config.trusted_keys)
+    except (OSError, IdentityError):
+        local_peers.stop()  # removes the private dir it made
+        raise
+    config = replace(
+        config,
+        interfaces=("127.0.0.1",),
+        network=network,
+        trusted_keys=(*config.trusted_keys, *children),
+    )
+    return config, local_peers
 
 
 def run_console(
@@ -25,14 +62,16 @@ def run_console(
 
     local_peers: LocalPeers | None = None
     if local > 0:
-        network = config.network if config.network != "default" else f"local-{secrets.token_hex(4)}"
-        config = replace(config, interfaces=("127.0.0.1",), network=network)
-        local_peers = LocalPeers(local, network, log_level="info")
+        try:
+            config, local_peers = local_session(config, local)
+        except IdentityError as exc:
+            print(f"p2pai: error: {exc}")
+            return 1
     try:
         if local_peers is not None:
             try:
                 local_peers.start()
-            except OSError as exc:
+            except (OSError, IdentityError) as exc:
                 print(f"p2pai: error: cannot start local peers: {exc}")
                 return 1
         app = P2PConsole(

@@ -33,6 +33,40 @@ trust_option = click.option(
 """Not defaulted here, so that P2PAI_TRUST and the config file apply (netcore.trust.keys)."""
 
 
+trust_key_option = click.option(
+    "--trust-key", "trust_keys", multiple=True,
+    help="A Z85 public key to trust for this run only, besides the trust list (repeatable; "
+    "nothing is written; env P2PAI_TRUST_KEY).",
+)  # fmt: skip
+"""--trust-key: how ``console --local`` and its local peers trust each other."""
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: ``4GiB``, ``512MiB``, ``500MB`` or a number."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from netcore.config.errors import ConfigError
+        from netcore.config.sizes import parse_size
+
+        try:
+            size = parse_size(value)
+        except ConfigError:
+            self.fail(f"{value!r} is not a size such as 4GiB, 512MiB or 500MB", param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r}: must be more than 0 bytes", param, ctx)
+        return size
+
+
+model_quota_option = click.option(
+    "--model-quota", type=ByteSize(), default="4GiB", show_default=True,
+    help="Disk space all fetched models may take; the least recently used fetched ones make "
+    "room, models added with `p2pai models add` never (env P2PAI_MODEL_QUOTA).",
+)  # fmt: skip
+"""--model-quota, for commands whose node fetches models (netcore.models.quota)."""
+
+
 class CliError(click.ClickException):
     """One line on stderr, exit 1, no traceback."""
 
@@ -150,6 +184,11 @@ def make_config(
         name=name or default_name(),
         **{**config_extras(), **extra},  # the config file and P2PAI_* for the rest
     )
+
+
+def split_keys(given: tuple[str, ...]) -> tuple[str, ...]:
+    """``--trust-key`` values (from the environment: several, spaces or commas between)."""
+    return tuple(k for item in given for k in item.replace(",", " ").split())
 
 
 def client_config(

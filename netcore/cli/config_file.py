@@ -37,7 +37,9 @@ from typing import Any
 import click
 import platformdirs
 
+from netcore.config.errors import ConfigError
 from netcore.config.settings import Config
+from netcore.config.sizes import parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,7 +145,8 @@ OPTION_FIELDS = {
     "interface": "interfaces", "port": "port", "network": "network", "data_dir": "data_dir",
     "name": "name", "capacity": "capacity", "queue_limit": "queue_limit",
     "task_timeout": "task_timeout", "peer": "static_peers", "metrics_port": "metrics_port",
-    "metrics_host": "metrics_host", "mdns": "mdns",
+    "metrics_host": "metrics_host", "mdns": "mdns", "model_quota": "model_quota",
+    "trust_key": "trusted_keys",
 }  # fmt: skip
 """Option keys that set a Config field of another name (or the same): the option wins."""
 
@@ -162,6 +165,8 @@ def known_keys(root: click.Command) -> set[str]:
 
 # --- coercion ----------------------------------------------------------------------------
 
+SIZE_SETTINGS = frozenset({"model_quota", "max_model_bytes", "max_input_bytes"})
+"""Byte counts that may also be written with a unit (``model_quota = "4GiB"``)."""
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
 
@@ -188,6 +193,11 @@ def coerce(key: str, kind: Any, value: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in TRUE | FALSE:
             return value.lower() in TRUE
         raise bad("true or false")
+    if kind is int and key in SIZE_SETTINGS and isinstance(value, str):
+        try:
+            return parse_size(value, key)
+        except ConfigError:
+            raise bad("a size such as 4GiB, 512MiB, 500MB or a number of bytes") from None
     if kind is int:
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)

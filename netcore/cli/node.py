@@ -14,9 +14,12 @@ from netcore.cli.common import (
     capacity_option,
     common_options,
     make_config,
+    model_quota_option,
     provider_option,
     run_async,
     setup_logging,
+    split_keys,
+    trust_key_option,
     trust_option,
 )
 from netcore.observe.events import Event, event_kinds
@@ -42,6 +45,8 @@ def event_line(event: Event) -> str:
 @click.option("--client-only", is_flag=True, help="Run no tasks (empty caps); only submit.")
 @provider_option
 @trust_option
+@trust_key_option
+@model_quota_option
 def node(
     interfaces: tuple[str, ...],
     port: int,
@@ -55,6 +60,8 @@ def node(
     client_only: bool,
     provider: str,
     trust: str | None,
+    trust_keys: tuple[str, ...],
+    model_quota: int,
 ) -> None:
     """Run a headless node (a Raspberry Pi, a server) until SIGINT/SIGTERM.
 
@@ -71,6 +78,8 @@ def node(
         queue_limit=queue_limit,
         caps=() if client_only else ("infer",),
         provider=provider,
+        trusted_keys=split_keys(trust_keys),
+        model_quota=model_quota,
         **({"trust": trust} if trust else {}),
     )
 

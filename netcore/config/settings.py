@@ -13,6 +13,8 @@ import platformdirs
 
 from netcore.config.errors import ConfigError
 from netcore.config.peers import parse_static_peer
+from netcore.config.sizes import GIB
+from netcore.wire.addresses import is_z85_key
 
 NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -70,11 +72,18 @@ class Config:
     ``p2pai.models``); off, the node holds only data_dir/models and ``models_dirs``."""
     max_model_bytes: int = 512 * 1024 * 1024
     """The largest model this node fetches from a requester (``model_get``)."""
+    model_quota: int = 4 * GIB
+    """Disk space all fetched models together may take (``--model-quota``): the least
+    recently used fetched ones are deleted to make room; models added with ``models add``
+    never are (netcore.models.quota)."""
     provider: str = ""
     """onnxruntime execution provider: cuda, rocm, coreml, directml or cpu; empty = the best available."""
     trust: str = "open"
     """``open``: any key may connect (traffic is still encrypted); ``allowlist``: only the keys
     in ``<base_dir>/trusted.json`` (and our own), for connections and workers (netcore.trust.keys)."""
+    trusted_keys: tuple[str, ...] = ()
+    """Z85 public keys trusted for this run only, besides ``trusted.json`` (``--trust-key``):
+    the console and its ``--local`` peers trust each other this way, and nothing is written."""
     base_dir: Path | None = None
     """The base data dir holding ``trusted.json`` and ``p2pai.db``; ``None`` = ``data_dir``.
     Client commands run in ``<base>/client`` and set this to ``<base>``."""
@@ -107,6 +116,11 @@ class Config:
         self._check_reach()
         if self.trust not in ("open", "allowlist"):
             raise ConfigError(f"--trust {self.trust!r}: use 'open' or 'allowlist'")
+        for key in self.trusted_keys:
+            if not is_z85_key(key):
+                raise ConfigError(f"--trust-key {key[:48]!r}: not a Z85 public key (40 characters)")
+        if not self.model_quota > 0:
+            raise ConfigError(f"--model-quota {self.model_quota}: must be more than 0 bytes")
 
     def _check_reach(self) -> None:
         """validate()'s part for static peers and metrics."""

@@ -14,9 +14,13 @@ loading it. Here:
   temporary file deleted, and the download retried from scratch (a few times);
 * concurrent tasks for the same sha256 share one download, which keeps running when the
   task that started it gives up (its retry then finds the model);
-* models larger than ``max_bytes`` are refused before any byte is written;
+* models larger than ``max_bytes``, or than the whole quota of fetched models
+  (:mod:`netcore.models.quota`), are refused before any byte is written; to store one, the
+  least recently used fetched models make room;
 * the file is written to a temporary name, fsynced and renamed to
-  ``<data_dir>/models/<name>-<sha12>.onnx``, its manifest beside it.
+  ``<data_dir>/models/<name>-<sha12>.onnx``, its manifest beside it;
+* onnxruntime loads it once: the session that reads its inputs and outputs for the manifest
+  is the one that runs its tasks (``ModelRegistry.adopt``).
 
 An ONNX file is data: onnxruntime reads the graph, nothing received is ever executed as code.
 """
@@ -34,8 +38,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from netcore.models.quota import DEFAULT_QUOTA, ModelQuota, QuotaExceeded
 from netcore.models.registry import ModelError, ModelRegistry, ModelSpec
-from netcore.models.store import NAME_RE, SHA_RE, stem, store_verified
+from netcore.models.store import NAME_RE, SHA_RE, onnx_info, stem, store_verified
 from netcore.net.peers import PeerTable
 from netcore.wire import protocol
 from netcore.wire.protocol import TaskError
@@ -76,8 +81,11 @@ class ModelFetcher:
         chunk_timeout: float = CHUNK_TIMEOUT_S,
         attempts: int = ATTEMPTS,
         send_back: SendBack | None = None,
+        quota: int = DEFAULT_QUOTA,
     ) -> None:
         self.registry = registry
+        self.quota = ModelQuota(models_dir, registry, quota)
+        """The disk quota of fetched models (least recently used ones make room)."""
         self.models_dir = models_dir
         self.peers = peers
         self.send = send
@@ -117,6 +125,8 @@ class ModelFetcher:
             with contextlib.suppress(BaseException):
                 await task
         self._downloads.clear()
+        if self.fetched:  # keep the fetched models' last uses for the next run
+            self.quota.save()
 
     # --- fetching --------------------------------------------------------------------------
 
@@ -240,7 +250,12 @@ class ModelFetcher:
         return fut
 
     async def _chunk(
-        self, fut: asyncio.Future[dict[str, Any]], sha256: str, offset: int, total: int | None
+        self,
+        fut: asyncio.Future[dict[str, Any]],
+        sha256: str,
+        offset: int,
+        total: int | None,
+        name: str = "",
     ) -> tuple[bytes, int]:
         try:
             msg = await asyncio.wait_for(fut, self.chunk_timeout)
@@ -266,6 +281,7 @@ class ModelFetcher:
             raise FetchError(
                 f"model is {got_total} bytes, this node fetches at most {self.max_bytes}"
             )
+        self._check_quota(name or sha256[:12], got_total)
         expected = min(self.chunk_size, max(0, got_total - offset))
         if len(data) != expected:
             raise CorruptTransfer(
@@ -293,6 +309,8 @@ class ModelFetcher:
             raise FetchError(
                 f"model is {advertised} bytes, this node fetches at most {self.max_bytes}"
             )
+        if isinstance(advertised, int):
+            self._check_quota(name, advertised)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         part = self.models_dir / f".{stem(name, sha256)}.{os.urandom(4).hex()}.part"
         queue: deque[tuple[int, asyncio.Future[dict[str, Any]]]] = deque()
@@ -301,7 +319,7 @@ class ModelFetcher:
         try:
             with open(part, "wb") as fh:
                 data, total = await self._chunk(
-                    self._request(requester, name, sha256, 0, route), sha256, 0, None
+                    self._request(requester, name, sha256, 0, route), sha256, 0, None, name
                 )
                 digest.update(data)
                 fh.write(data)
@@ -333,16 +351,18 @@ class ModelFetcher:
                     if isinstance(entry.get(key), str):
                         extra[key] = entry[key]
             try:
-                spec = await loop.run_in_executor(
-                    None, store_verified, self.models_dir, name, sha256, part, extra
+                self.quota.make_room(name, sha256, received)
+            except QuotaExceeded as exc:
+                raise FetchError(str(exc)) from None
+            try:
+                spec, session = await loop.run_in_executor(
+                    None, self._store, name, sha256, part, extra
                 )
             except ModelError as exc:
                 raise FetchError(str(exc)) from None
-            self.registry.add(spec)
-            try:  # create the session now, off the loop, so the task that waits runs at once
-                await loop.run_in_executor(None, self.registry.load, spec)
-            except ModelError as exc:
-                raise FetchError(str(exc)) from None
+            finally:
+                self.quota.release(sha256)
+            self.registry.adopt(spec, session)
             return spec
         finally:
             for _, fut in queue:
@@ -354,6 +374,23 @@ class ModelFetcher:
                     self._pending.pop(rid, None)
             with contextlib.suppress(OSError):
                 part.unlink()
+
+    def _check_quota(self, name: str, size: int) -> None:
+        try:
+            self.quota.check(name, size)
+        except QuotaExceeded as exc:
+            raise FetchError(str(exc)) from None
+
+    def _store(
+        self, name: str, sha256: str, part: Path, extra: dict[str, Any]
+    ) -> tuple[ModelSpec, tuple[Any, list[str]]]:
+        """Off the loop: one onnxruntime session on the checked file, which both describes
+        it for the manifest and runs its tasks; then the file gets its final name."""
+        label = f"model {name}"
+        session = self.registry.open_session(part, label)
+        info = onnx_info(session[0], label)
+        spec = store_verified(self.models_dir, name, sha256, part, extra, info=info)
+        return spec, session
 
 
 def model_chunk_reply(registry: ModelRegistry, msg: Mapping[str, Any]) -> dict[str, Any]:

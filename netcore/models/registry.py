@@ -189,32 +189,53 @@ def parse_manifest(data: Any, base_dir: Path, where: str) -> ModelSpec:
     return spec
 
 
+def open_session(path: Path, providers: list[str] | None, label: str) -> tuple[Any, list[str]]:
+    """A new onnxruntime session on ``path`` (the one way models are loaded to run) and the
+    providers it uses; :class:`ModelError` when onnxruntime cannot load the file."""
+    import onnxruntime as ort
+
+    from netcore.models.providers import create_session
+
+    options = ort.SessionOptions()
+    # Many small tasks run side by side; one thread per run avoids oversubscription.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return create_session(str(path), options, providers or ["CPUExecutionProvider"], label)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        reason = reason.split("] : ", 1)[-1][:200]  # drop onnxruntime's "[ONNXRuntimeError] : 7 :"
+        raise ModelError(f"{label}: onnxruntime cannot load it ({reason})") from None
+
+
 class LoadedModel:
-    """A model spec with its onnxruntime session (thread-safe ``run``)."""
+    """A model spec with its onnxruntime session (thread-safe ``run``).
 
-    def __init__(self, spec: ModelSpec, providers: list[str] | None = None) -> None:
-        import onnxruntime as ort
+    ``session`` (with the providers it uses) adopts a session opened already, on a file
+    whose sha256 was checked already (a fetched model: netcore.models.fetch), so that a
+    model is loaded once; otherwise the file's sha256 is checked and a session opened.
+    """
 
-        from netcore.models.providers import create_session
-
+    def __init__(
+        self,
+        spec: ModelSpec,
+        providers: list[str] | None = None,
+        session: tuple[Any, list[str]] | None = None,
+    ) -> None:
         self.spec = spec
-        actual = sha256_file(spec.path)
-        if actual != spec.sha256:
-            raise ModelError(
-                f"model {spec.name}: {spec.path.name} has sha256 {actual[:12]}…, "
-                f"manifest says {spec.sha256[:12]}… (file changed or corrupt)"
-            )
-        options = ort.SessionOptions()
-        # Many small tasks run side by side; one thread per run avoids oversubscription.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self.session, self.providers = create_session(
-                str(spec.path), options, providers or ["CPUExecutionProvider"], spec.name
-            )
-        except Exception as exc:
-            raise ModelError(f"model {spec.name}: onnxruntime cannot load it: {exc}") from None
+        if session is None:
+            actual = sha256_file(spec.path)
+            if actual != spec.sha256:
+                raise ModelError(
+                    f"model {spec.name}: {spec.path.name} has sha256 {actual[:12]}…, "
+                    f"manifest says {spec.sha256[:12]}… (file changed or corrupt)"
+                )
+            session = open_session(spec.path, providers, f"model {spec.name}")
+        self.session, self.providers = session
+        self.last_used: float | None = None
+        """Unix time of the last run, None before the first: fetched models are evicted
+        least recently used first (netcore.models.quota)."""
         self.output_names, self._zipmaps = tensor_outputs(self.session)
         self.typical_run_s: float | None = None
         """A slowly rising minimum of the wall time of one ``run``; decides where it runs.
@@ -229,6 +250,7 @@ class LoadedModel:
         started = time.perf_counter()
         results = self.session.run(self.output_names, dict(inputs))
         took = time.perf_counter() - started
+        self.last_used = time.time()
         typical = self.typical_run_s
         self.typical_run_s = (
             took if typical is None or took < typical else min(took, typical * 1.05)
@@ -262,6 +284,8 @@ class ModelRegistry:
         self.providers: list[str] = ["CPUExecutionProvider"]
         """onnxruntime providers for new sessions, best first (see :mod:`netcore.models.providers`)."""
         self.failed_providers: set[str] = set()
+        self.sessions_created = 0
+        """onnxruntime sessions this registry opened to run models (one per model version)."""
         for directory in dirs:
             self.scan(directory)
 
@@ -322,9 +346,45 @@ class ModelRegistry:
             loaded = self._loaded.get(spec.sha256)
             if loaded is None:
                 loaded = LoadedModel(spec, self.providers)
+                self.sessions_created += 1
                 self.failed_providers.update(p for p in self.providers if p not in loaded.providers)
                 self._loaded[spec.sha256] = loaded
         return loaded
+
+    def open_session(self, path: Path, label: str) -> tuple[Any, list[str]]:
+        """A session on ``path`` with this registry's providers, to :meth:`adopt` once the
+        file has its final name (a fetched model is read by onnxruntime once, not twice)."""
+        session = open_session(path, self.providers, label)
+        with self._lock:
+            self.sessions_created += 1
+        return session
+
+    def adopt(self, spec: ModelSpec, session: tuple[Any, list[str]]) -> LoadedModel:
+        """Hold ``spec`` with a session opened by :meth:`open_session` on its checked file."""
+        self.add(spec)
+        with self._lock:
+            loaded = self._loaded.get(spec.sha256)
+            if loaded is None:
+                loaded = LoadedModel(spec, session=session)
+                self.failed_providers.update(p for p in self.providers if p not in loaded.providers)
+                self._loaded[spec.sha256] = loaded
+        return loaded
+
+    def remove(self, spec: ModelSpec) -> None:
+        """Forget ``spec`` and its session (its files are the caller's: netcore.models.quota).
+        A task running on the session keeps it until it finishes."""
+        with self._lock:
+            versions = [v for v in self._specs.get(spec.name, []) if v.sha256 != spec.sha256]
+            if versions:
+                self._specs[spec.name] = versions
+            else:
+                self._specs.pop(spec.name, None)
+            self._loaded.pop(spec.sha256, None)
+
+    def last_used(self, spec: ModelSpec) -> float | None:
+        """Unix time ``spec`` last ran in this process, if it did."""
+        loaded = self._loaded.get(spec.sha256)
+        return loaded.last_used if loaded is not None else None
 
     def wire_entries(self) -> list[dict[str, Any]]:
         return [s.wire_entry() for s in self.specs()]

@@ -95,6 +95,11 @@ def inspect_onnx(source: Path | bytes, label: str | None = None) -> OnnxInfo:
         reason = " ".join(str(exc).split())
         reason = reason.split("] : ", 1)[-1][:200]  # drop onnxruntime's "[ONNXRuntimeError] : 7 :"
         raise ModelError(f"{shown}: not a model onnxruntime can load ({reason})") from None
+    return onnx_info(session, shown)
+
+
+def onnx_info(session: Any, shown: str) -> OnnxInfo:
+    """What an open onnxruntime session takes and gives (see :func:`inspect_onnx`)."""
     inputs = []
     for item in session.get_inputs():
         dtype = ORT_DTYPES.get(item.type)
@@ -285,17 +290,24 @@ def add_model(
 
 
 def store_verified(
-    models_dir: Path, name: str, sha256: str, part: Path, manifest_extra: dict[str, Any]
+    models_dir: Path,
+    name: str,
+    sha256: str,
+    part: Path,
+    manifest_extra: dict[str, Any],
+    info: OnnxInfo | None = None,
 ) -> ModelSpec:
     """Move a downloaded file whose sha256 was checked to its final name, with a manifest.
 
-    The manifest's inputs and outputs come from the file itself (read by onnxruntime), and
+    The manifest's inputs and outputs come from the file itself (read by onnxruntime; pass
+    ``info`` when a session on it is open already, so the file is not loaded once more), and
     ``manifest_extra`` adds what the peer said (version, label output).
     """
     check_name(name)
     file = f"{stem(name, sha256)}.onnx"
     target = models_dir / file
-    info = inspect_onnx(part, label=f"model {name}")
+    if info is None:
+        info = inspect_onnx(part, label=f"model {name}")
     extra = dict(manifest_extra)
     label_output = extra.pop("label_output", None)
     if label_output not in [o.name for o in info.outputs]:

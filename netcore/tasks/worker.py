@@ -73,6 +73,7 @@ class Worker:
         for spec in self.registry.specs():
             try:
                 loaded = await loop.run_in_executor(None, self.registry.load, spec)
+                used = loaded.last_used  # warming up is no use (netcore.models.quota)
                 sample = {
                     s.name: np.zeros([1 if d == -1 else d for d in (s.shape or ())], dtype=s.dtype)
                     for s in spec.inputs
@@ -82,6 +83,7 @@ class Worker:
                 loaded.typical_run_s = None
                 for _ in range(5):
                     await loop.run_in_executor(None, loaded.run, sample)
+                loaded.last_used = used
             except Exception as exc:
                 log.warning("model %s cannot be loaded: %s", spec.name, exc)
 

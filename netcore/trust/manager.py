@@ -199,6 +199,8 @@ class TrustManager:
 
     def _refresh_allowed(self) -> None:
         allowed = self.trust_list.keys() | local_keys(self.base_dir)
+        # Keys trusted for this run only (--trust-key: the console's --local peers).
+        allowed.update(getattr(self.config, "trusted_keys", ()))
         if self.identity is not None:
             allowed.add(self.identity.public_text)
         # The ZAP policy holds this very set: update it in place.
