@@ -79,7 +79,9 @@ def main() -> None:
             packet = announce_packet(forged_info(instance, props, args.port))
         for n in range(args.repeat):
             zc.send(packet)
-            print(f"sent {args.what} {n + 1}/{args.repeat} for {','.join(args.instance)}", flush=True)
+            print(
+                f"sent {args.what} {n + 1}/{args.repeat} for {','.join(args.instance)}", flush=True
+            )
             time.sleep(0.25)
     finally:
         zc.close()

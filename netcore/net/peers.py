@@ -5,7 +5,8 @@ Liveness is an explicit state machine driven by an injected clock:
     ALIVE --(silent > evasive_after)--> EVASIVE --(silent > expired_after)--> EXPIRED (dropped)
       ^------------(any message)-----------'
 
-A ``bye`` or an mDNS goodbye drops a peer at once. The node calls :meth:`PeerTable.tick`
+A ``bye`` drops a peer at once (an mDNS goodbye only once pings over CURVE go unanswered,
+:mod:`netcore.net.hints`). The node calls :meth:`PeerTable.tick`
 periodically and turns the returned transitions into events.
 """
 

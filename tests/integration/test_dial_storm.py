@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 MAX_CONNECTIONS = 20
 """Issue 16's bound on connections to a non-p2pai endpoint, in all."""
-SCALED = 'ping_interval = 0.5\nevasive_after = 1.0\nexpired_after = 2.0\n'
+SCALED = "ping_interval = 0.5\nevasive_after = 1.0\nexpired_after = 2.0\n"
 
 
 class PlainListener:
