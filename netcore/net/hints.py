@@ -56,6 +56,7 @@ class MdnsHints:
             self._known(peer, found)
             return
         peer, _ = m.peers.upsert(found.peer_id, found.key, "mdns")
+        peer.mdns_name = found.name
         peer.in_mdns = True
         peer.endpoints = list(found.endpoints)
         if m.recall.forget(found.peer_id) and m.transport and found.peer_id in m.transport.links:

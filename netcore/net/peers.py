@@ -33,6 +33,10 @@ class Peer:
     key: str
     """Z85 public key."""
     name: str = ""
+    """From its authenticated ``hello`` only."""
+    mdns_name: str = ""
+    """The name its mDNS record gives: unauthenticated, for messages about a peer that never
+    greeted us (e.g. one whose allowlist refused our key), never for anything else."""
     endpoints: list[str] = field(default_factory=list)
     caps: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
