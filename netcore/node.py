@@ -261,6 +261,7 @@ class Node:
             m.on_link_event,
             policy=self.trust.policy,
         )
+        self.transport.on_handshake_failed = m.dialling.on_handshake_failed
         try:
             m.endpoints = await self.transport.start(m.addresses, cfg.port)
         except TransportError as exc:

@@ -44,6 +44,10 @@ class Config:
     ping_interval: float = 1.0
     evasive_after: float = 3.0
     expired_after: float = 10.0
+    dial_backoff: float = 1.0
+    """The first wait between two dials of one endpoint not yet verified; doubles after each
+    dial up to ``dial_backoff_max`` (netcore.net.dialer)."""
+    dial_backoff_max: float = 300.0
     capacity: int = 0
     """Tasks executed at once; 0 means one per CPU core."""
     queue_limit: int = 256
@@ -113,6 +117,8 @@ class Config:
             raise ConfigError("liveness: need 0 < evasive_after < expired_after")
         if not self.ping_interval >= 0.05:  # also NaN
             raise ConfigError("liveness: ping_interval must be at least 0.05 s")
+        if not 0.05 <= self.dial_backoff <= self.dial_backoff_max:  # also NaN
+            raise ConfigError("dialling: need 0.05 <= dial_backoff <= dial_backoff_max (seconds)")
         self._check_reach()
         if self.trust not in ("open", "allowlist"):
             raise ConfigError(f"--trust {self.trust!r}: use 'open' or 'allowlist'")

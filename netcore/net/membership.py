@@ -3,7 +3,9 @@
 The peer table's life cycle, driven by what discovery, the transport and peers' hellos
 report: a peer found (mDNS, static, shared, or its own ``hello``) is dialled and greeted;
 it is announced once greeted; silence makes it evasive, then expired (its link kept and
-probed, :mod:`netcore.net.recall`); ``bye``, an mDNS goodbye or a revoked key drop it. Pings
+probed, :mod:`netcore.net.recall`); ``bye``, a revoked key, or an mDNS goodbye confirmed by
+missed pings (:mod:`netcore.net.hints`) drop it. Every dial is bounded
+(:mod:`netcore.net.dialling`). Pings
 go out on a shared beat (PROTOCOL.md §5). The node's work layers hear of it through
 callbacks: ``on_peer_lost`` (a worker gone: its tasks go elsewhere) and ``on_changed``.
 Messages on the links are read by :class:`netcore.net.session.Session`.
@@ -18,7 +20,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from netcore.config.settings import Config
+from netcore.net.dialling import Dialling
 from netcore.net.discovery import DiscoveredPeer
+from netcore.net.hints import REJOIN_QUIET_S, MdnsHints
 from netcore.net.identity import Identity
 from netcore.net.peers import Peer, PeerState, PeerTable, Transition
 from netcore.net.reach import PeerReach
@@ -33,8 +37,6 @@ log = logging.getLogger("p2pai.node")
 TICK_S = 0.25
 CONNECT_BACK_DELAY_S = 0.05
 MAX_CONNECTIONS_TRACKED = 4096
-REJOIN_QUIET_S = 2.0
-"""After a ``bye`` or goodbye, mDNS sightings of that peer are ignored this long (no ghosts)."""
 
 
 class Gatekeeper(Protocol):
@@ -92,6 +94,10 @@ class Membership:
         self.peers.resting = self.damper.suppressed
         self.reach = PeerReach(self)
         """Static peers and peer sharing (:mod:`netcore.net.reach`)."""
+        self.dialling = Dialling(self)
+        """Every endpoint dialled is a candidate, bounded (:mod:`netcore.net.dialling`)."""
+        self.hints = MdnsHints(self)
+        """mDNS records: hints to dial and to ping, never liveness (:mod:`netcore.net.hints`)."""
 
     def stop(self) -> None:
         """No more dialling or requests: we are leaving."""
@@ -128,37 +134,17 @@ class Membership:
         return peer_id
 
     def on_discovered(self, found: DiscoveredPeer) -> None:
-        if self.stopping or not self.trust.on_discovered(found.key):
-            return
-        departed = self.departed.get(found.peer_id)
-        if departed is not None and time.monotonic() - departed < REJOIN_QUIET_S:
-            return
-        peer, created = self.peers.upsert(
-            found.peer_id, found.key, "mdns", name=found.name, caps=found.caps
-        )
-        peer.in_mdns = True
-        if created or not peer.endpoints:
-            peer.endpoints = found.endpoints
-        if (
-            self.recall.forget(found.peer_id)
-            and self.transport
-            and found.peer_id in self.transport.links
-        ):
-            self.on_link(found.peer_id, True)  # its kept link is up already: greet it
-        self.connect(peer)
+        self.hints.on_record(found)
 
     def on_discovery_gone(self, peer_id: str) -> None:
-        self.drop_peer(peer_id, "goodbye")
+        self.hints.on_record_gone(peer_id)
 
-    def connect(self, peer: Peer) -> None:
+    def connect(self, peer: Peer, voucher: str | None = None) -> None:
+        """Propose ``peer``'s endpoint for a dial; ``voucher`` is who names it (the peer
+        itself by default: its hello; see :mod:`netcore.net.dialer`)."""
         if self.transport is None or not peer.endpoints or not self.trust.may_dial(peer):
             return
-        endpoint = self.pick_endpoint(peer.endpoints)
-        if endpoint and self.transport.connect(peer.peer_id, peer.key, endpoint):
-            # Greet at once: ZeroMQ holds the hello until the handshake completes and sends
-            # it from its I/O thread, a loop turn sooner than the handshake event would.
-            self._greet_early.add(peer.peer_id)
-            self.greet(peer.peer_id)
+        self.dialling.propose(peer, voucher or peer.peer_id)
 
     def pick_endpoint(self, endpoints: list[str]) -> str | None:
         """The first advertised endpoint on a subnet we serve on, else the first valid one."""
@@ -177,8 +163,9 @@ class Membership:
         self.recall.forget(peer_id)  # it left: nothing to wait for
         peer = self.peers.remove(peer_id)
         self.departed[peer_id] = time.monotonic()
-        if self.transport is not None:
-            self.transport.disconnect(peer_id)
+        self.dialling.close(peer_id)
+        self.dialling.gone(peer_id, keep=False)
+        self.hints.suspects.pop(peer_id, None)
         self.on_peer_lost(peer_id, reason)
         if peer is not None and peer.announced:
             log.info("peer %s (%s) left: %s", peer_id, peer.name, reason)
@@ -232,12 +219,18 @@ class Membership:
 
     def _drop_peer_expired(self, peer: Peer) -> None:
         if self.transport is not None:
-            if peer.endpoints and peer.peer_id in self.transport.links and not self.stopping:
-                # Cut off, not gone: keep the DEALER and probe it (netcore.net.recall).
+            link = self.transport.links.get(peer.peer_id)
+            if peer.endpoints and link is not None and link.verified and not self.stopping:
+                # Cut off, not gone: keep the DEALER and probe it (netcore.net.recall). Only
+                # a link whose handshake completed: an endpoint that never answered as this
+                # peer is hearsay, not a peer to wait for.
                 for dropped in self.recall.remember(peer):
-                    self.transport.disconnect(dropped)
+                    self.dialling.forget(dropped)
+                self.dialling.gone(peer.peer_id, keep=True)
             else:
-                self.transport.disconnect(peer.peer_id)
+                self.dialling.forget(peer.peer_id)
+                self.dialling.gone(peer.peer_id, keep=False)
+        self.hints.suspects.pop(peer.peer_id, None)
         self.on_peer_lost(peer.peer_id, "expired")
         if peer.announced:
             log.warning("peer %s (%s) expired", peer.peer_id, peer.name)
@@ -299,7 +292,9 @@ class Membership:
                     peer_id, {"t": "ping", "id": protocol.new_id(), "ts": time.monotonic()}
                 )
             for peer_id in forgotten:
-                self.transport.disconnect(peer_id)
+                self.dialling.forget(peer_id)
+            self.dialling.tick()
+            self.hints.tick()
             now = time.monotonic()
             for peer_id, at in list(self.departed.items()):
                 if now - at > REJOIN_QUIET_S:
@@ -349,11 +344,14 @@ class Membership:
             accel=old.accel,
             in_mdns=old.in_mdns,
         )
+        self.dialling.recalled(peer_id)
         log.info("peer %s (%s) is reachable again", peer_id, peer.name)
         return peer
 
     def on_link_event(self, peer_id: str, up: bool) -> None:
         """The transport's report: a DEALER's handshake succeeded (``up``) or it dropped."""
+        if up:
+            self.dialling.verified(peer_id)
         if peer_id in self._greet_early:
             self._greet_early.discard(peer_id)
             if up:

@@ -5,7 +5,8 @@ Liveness is an explicit state machine driven by an injected clock:
     ALIVE --(silent > evasive_after)--> EVASIVE --(silent > expired_after)--> EXPIRED (dropped)
       ^------------(any message)-----------'
 
-A ``bye`` or an mDNS goodbye drops a peer at once. The node calls :meth:`PeerTable.tick`
+A ``bye`` drops a peer at once (an mDNS goodbye only once pings over CURVE go unanswered,
+:mod:`netcore.net.hints`). The node calls :meth:`PeerTable.tick`
 periodically and turns the returned transitions into events.
 """
 
@@ -32,6 +33,10 @@ class Peer:
     key: str
     """Z85 public key."""
     name: str = ""
+    """From its authenticated ``hello`` only."""
+    mdns_name: str = ""
+    """The name its mDNS record gives: unauthenticated, for messages about a peer that never
+    greeted us (e.g. one whose allowlist refused our key), never for anything else."""
     endpoints: list[str] = field(default_factory=list)
     caps: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)

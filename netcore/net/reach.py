@@ -9,7 +9,9 @@
 * **Peer sharing**: our ``hello`` carries an optional ``peers`` list of ``{endpoint, key}``
   (the greeted peers we know, with the endpoint we reach them on) and ``time`` (our Unix clock).
   A node that receives it connects to the peers it did not know (source ``shared``), so one
-  static entry joins the whole remote swarm. It waits :data:`SHARED_GRACE_S` first: a peer
+  static entry joins the whole remote swarm. Only endpoints this node completed a CURVE
+  handshake with are passed on, and a shared endpoint is dialled only while the peer that
+  shared it is live (bounded dialling, :mod:`netcore.net.dialer`). It waits :data:`SHARED_GRACE_S` first: a peer
   that mDNS or its own ``hello`` brings meanwhile (on a LAN) is never taken from a list. Other implementations ignore both keys
   (PROTOCOL.md §4: unknown keys MUST be ignored).
 
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from netcore.config.errors import ConfigError
 from netcore.config.peers import StaticPeer, parse_static_peer
+from netcore.net.dialer import STATIC
 from netcore.wire.addresses import is_z85_key, peer_id_for
 
 if TYPE_CHECKING:
@@ -96,8 +99,8 @@ class PeerReach:
         self.clock_offsets: dict[str, float] = {}
         """peer id -> their ``hello`` time minus ours, seconds (doctor's clock check)."""
         self.counters = ReachCounters()
-        self._pending: dict[str, tuple[str, str, float]] = {}
-        """peer id -> (key, endpoint, when learned): shared, waiting out SHARED_GRACE_S."""
+        self._pending: dict[str, tuple[str, str, float, str]] = {}
+        """peer id -> (key, endpoint, when learned, who shared it): waiting out SHARED_GRACE_S."""
         self._shared: dict[str, float] = {}
         """peer id -> when it was learned by sharing (until it greets us)."""
         self._cooldown: dict[str, float] = {}
@@ -119,10 +122,12 @@ class PeerReach:
         links = m.transport.links if m.transport is not None else {}
         found: list[dict[str, str]] = []
         for peer in m.peers:
-            if not peer.greeted or not peer.endpoints or peer.state.value != "alive":
+            if not peer.greeted or peer.state.value != "alive":
                 continue
             link = links.get(peer.peer_id)
-            found.append({"endpoint": link.endpoint if link else peer.endpoint, "key": peer.key})
+            if link is None or not link.verified:
+                continue  # only endpoints we completed a CURVE handshake with (netcore.net.dialer)
+            found.append({"endpoint": link.endpoint, "key": peer.key})
             if len(found) >= MAX_SHARED_SENT:
                 break
         return found
@@ -164,25 +169,27 @@ class PeerReach:
             if chosen is None:
                 self.counters.shared_ignored += 1
                 continue
-            self._pending[shared_id] = (key, chosen, now)
+            self._pending[shared_id] = (key, chosen, now, peer_id)
             log.debug("peer %s shared by %s at %s", shared_id, peer_id, chosen)
 
     def _take_pending(self, now: float) -> None:
         """Connect to the shared peers that nothing else brought within the grace period."""
         m = self.membership
-        for shared_id, (key, endpoint, since) in list(self._pending.items()):
+        for shared_id, (key, endpoint, since, sharer) in list(self._pending.items()):
             if now - since < SHARED_GRACE_S:
                 continue
             del self._pending[shared_id]
             if shared_id in m.peers or shared_id in m.departed or m.stopping:
                 continue
+            if sharer not in m.peers:
+                continue  # the peer that vouched for it is gone (netcore.net.dialer)
             if now < self._cooldown.get(shared_id, 0.0):
                 continue
             peer, _ = m.peers.upsert(shared_id, key, "shared")
             peer.endpoints = [endpoint]
             self._shared[shared_id] = now
             self.counters.shared_learned += 1
-            m.connect(peer)
+            m.connect(peer, sharer)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -238,7 +245,7 @@ class PeerReach:
         peer.endpoints = [endpoint]
         state.present = True
         log.debug("static peer %s: connecting to %s", state.peer.peer_id, endpoint)
-        m.connect(peer)
+        m.connect(peer, STATIC)
 
     async def _resolve(self, state: _StaticState) -> str | None:
         host = state.peer.host

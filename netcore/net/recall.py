@@ -1,7 +1,7 @@
 """Peers that went silent, not away: remembered and probed so they return when a link heals,
 and flap damping for peers whose link keeps breaking. Pure logic with an injected clock.
 
-A peer that *left* (``bye``, mDNS goodbye) is forgotten at once. A peer that *expired* was
+A peer that *left* (``bye``, a confirmed mDNS goodbye) is forgotten at once. A peer that *expired* was
 cut off: a partition, a sleeping laptop, a cable. mDNS will not announce it again (its records
 are still cached), so without help it would stay gone after the link heals. The node keeps its
 DEALER (ZeroMQ keeps reconnecting) and pings it with backoff; the first answer, or a completed

@@ -45,9 +45,12 @@ HEARTBEAT_TIMEOUT_MS = 10000
 reconnects when the link heals; at the peer table's evasive and expired times (3 s, 10 s). In
 a mesh of 50 they were ~0.6% of a core per node at 1 s; attempts on a silent peer fail sooner
 by their own timers (netcore.tasks.health), so a slower heartbeat costs no task any time."""
-_LINK_EVENTS = (
-    zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
+_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED
 
 
 class TransportError(Exception):
@@ -84,6 +87,9 @@ class _Link:
     monitor: zmq.Socket[Any]
     pumps: list[Pump] = field(default_factory=list)
     """The socket's pump first, then the monitor's."""
+    verified: bool = False
+    """A CURVE handshake with the peer's key completed on this endpoint (peer exchange
+    passes on only such endpoints)."""
 
 
 def _tune(sock: zmq.Socket[Any]) -> None:
@@ -126,6 +132,9 @@ class Transport:
         self.send_failures = 0
         self.on_refused: Callable[[str], None] | None = None
         """Told when a peer's ZAP handler refused our key (its trust policy; netcore.trust.manager)."""
+        self.on_handshake_failed: Callable[[str, bool], None] | None = None
+        """Told when a DEALER's handshake failed: the endpoint is not a ZMTP/CURVE server,
+        holds another key, or refused ours (the flag; bounded dialling, netcore.net.dialer)."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -357,8 +366,13 @@ class Transport:
         event = parse_monitor_message(frames)["event"]
         log.debug("link %s event %s", link.peer_id, event)
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            link.verified = True
             self.on_link(link.peer_id, True)
         elif event == zmq.EVENT_DISCONNECTED:
             self.on_link(link.peer_id, False)
-        elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and self.on_refused is not None:
-            self.on_refused(link.peer_id)
+        elif event & _HANDSHAKE_FAILED:
+            refused = event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            if refused and self.on_refused is not None:
+                self.on_refused(link.peer_id)
+            if self.on_handshake_failed is not None:
+                self.on_handshake_failed(link.peer_id, refused)

@@ -297,7 +297,10 @@ class TrustManager:
         """A peer's ZAP handler refused our key: it trusts only keys on its list."""
         self.counters["refused_by_peers"] += 1
         peer = self.peers.get(peer_id)
-        name = f" ({peer.name})" if peer is not None and peer.name else ""
+        # Refused before any hello: the unauthenticated mDNS name is all there is, and good
+        # enough for a message (netcore.net.hints).
+        shown = (peer.name or peer.mdns_name) if peer is not None else ""
+        name = f" ({shown})" if shown else ""
         self._warn(
             f"refused:{peer_id}",
             f"peer {peer_id}{name} refused our key: it runs --trust allowlist; to use it, its "
