@@ -233,6 +233,8 @@ class Node:
         # With no worker holding a model we hold, send it to one that will fetch it from us.
         self.scheduler.local_model = self.registry.sha_of
         self.scheduler.gate, self.scheduler.observe = self.trust.gate, self.trust.observe
+        self.scheduler.probation = self.trust.peer_on_probation  # a bounded share (issue 16)
+        self.scheduler.local_spec = self.registry.find  # we judge inputs and answers
         where = ", ".join(m.addresses)
         if cfg.mdns:
             self.discovery = Discovery(

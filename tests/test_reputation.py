@@ -104,7 +104,7 @@ def test_note_reports_quarantine_once() -> None:
     assert book.quarantined("K1") == change.reason
     assert book.get("K1").quarantined_at == 1000.0  # type: ignore[union-attr]
     assert book.note("K1", "p1", "one", "votes_lost") is None  # still in: no new change
-    assert "lost 3 of 3" in book.quarantined("K1")  # the reason's numbers stay current
+    assert "lost 2 of 2" in book.quarantined("K1")  # why it began (reputation show says it)
     assert book.score("unknown") == pytest.approx(0.8)
     assert book.quarantined("unknown") == ""
 
@@ -119,10 +119,16 @@ class Row:
     first_seen: float = 1.0
     last_seen: float = 2.0
     quarantined_at: float | None = None
+    quarantine_reason: str = ""
+    offences: int = 0
+    quarantined_until: float | None = None
+    probation_from: int = 0
+    weights: dict[str, float] | None = None
+    decayed_at: float = 0.0
 
 
 def test_pending_deltas_and_reloads() -> None:
-    book = Reputation()
+    book = Reputation(clock=lambda: 100.0)
     book.note("K1", "p1", "one", "tasks_ok", 3)
     book.add_uptime("K1", "p1", "one", 12.5)
     pending = book.take_pending()

@@ -75,6 +75,11 @@ class Config:
     trust: str = "open"
     """``open``: any key may connect (traffic is still encrypted); ``allowlist``: only the keys
     in ``<base_dir>/trusted.json`` (and our own), for connections and workers (netcore.trust.keys)."""
+    quarantine_cooldown: float = 600.0
+    """Seconds a worker's first quarantine lasts; each further offence doubles it (then it is
+    on probation again, netcore.trust.reputation)."""
+    reputation_half_life: float = 86400.0
+    """Seconds after which an observation of a worker weighs half in its score."""
     base_dir: Path | None = None
     """The base data dir holding ``trusted.json`` and ``p2pai.db``; ``None`` = ``data_dir``.
     Client commands run in ``<base>/client`` and set this to ``<base>``."""
@@ -107,6 +112,8 @@ class Config:
         self._check_reach()
         if self.trust not in ("open", "allowlist"):
             raise ConfigError(f"--trust {self.trust!r}: use 'open' or 'allowlist'")
+        if not self.quarantine_cooldown > 0 or not self.reputation_half_life > 0:  # also NaN
+            raise ConfigError("quarantine_cooldown and reputation_half_life must be > 0 seconds")
 
     def _check_reach(self) -> None:
         """validate()'s part for static peers and metrics."""
