@@ -355,6 +355,9 @@ class TrustManager:
         allowlist``, for keys on the trust list. An unknown peer is on probation."""
         peer = self.peers.get(peer_id)
         key = peer.key if peer is not None else self._key_of(peer_id)
+        if key is None:
+            known = (k for k in self.allowed if peer_id_for(k) == peer_id)  # own and listed
+            key = next(known, None)
         return True if key is None else self.key_on_probation(key)
 
     def key_on_probation(self, key: str) -> bool:
