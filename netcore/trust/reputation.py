@@ -320,9 +320,12 @@ class Reputation:
                 record.quarantined = (row.quarantine_reason or "quarantined") if started else ""
                 record.quarantined_at = row.quarantined_at
                 record.quarantined_until = row.quarantined_until
-                if started and row.quarantined_until is None:  # an old store's: no end yet
+                if started and row.quarantined_until is None:  # begun without an end (an
+                    # older p2pai's): it gets one now, written back at the next flush
                     at = row.quarantined_at or self.clock()
-                    record.quarantined_until = at + self.policy.cooldown(max(1, row.offences))
+                    record.offences = max(1, row.offences)
+                    record.quarantined_until = at + self.policy.cooldown(record.offences)
+                    record.unsaved = "begin"
             self._judge(record)
             if bool(was) != bool(record.quarantined):
                 changes.append(Change(record, record.quarantined))

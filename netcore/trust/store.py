@@ -353,7 +353,7 @@ class Store:
                 conn.execute(
                     "UPDATE peer_reputation SET quarantined_at = NULL, quarantine_reason = '',"
                     f" quarantined_until = NULL, probation_from = ?{wipe}{back}"
-                    " WHERE key = ? AND quarantined_until = ?",
+                    " WHERE key = ? AND (quarantined_until = ? OR quarantined_until IS NULL)",
                     (probation_from, key, until),
                 ).rowcount
                 > 0

@@ -126,7 +126,9 @@ def test_after_colluders_leave_the_honest_are_back_when_the_cool_down_ends(
         out = submit(network, client, "--count", "60", "--redundancy", "3", "--vote", "label",
                      "--wait-peers", "5", env=env)  # fmt: skip
         quarantined |= {
-            r["name"] for r in reputation(client) if r["offences"] > 0 and r["name"] in names
+            r["name"]
+            for r in reputation(client)
+            if r["name"] in names and (r.get("offences", 0) > 0 or r["state"] == "quarantined")
         }
         if quarantined:
             break
@@ -144,8 +146,46 @@ def test_after_colluders_leave_the_honest_are_back_when_the_cool_down_ends(
                      "label", "--wait-peers", "3", env=env)  # fmt: skip
         figures[k] = (out["ok"], out["failed"])
         assert out["failed"] == 0, (k, out["_stderr"][-2000:])
-    offences = {r["name"]: r["offences"] for r in reputation(client)}
+    offences = {r["name"]: r.get("offences") for r in reputation(client)}
     print(f"\n3 honest + 2 colluders: honest quarantined {sorted(quarantined)} "
           f"(offences {offences}); after they left and the cool-down: "
           f"r=3 ok/failed {figures[3]}, r=1 {figures[1]}")  # fmt: skip
 
+
+def test_quarantined_honest_workers_come_back_and_the_runs_succeed(
+    start_node: Callable[..., Any], network: str, tmp_path: Path
+) -> None:
+    """The state colluders leave behind, written straight into the requester's store (what
+    the test above reaches by voting, deterministically): two of three honest workers
+    quarantined for lost votes. Before issue 16 that quarantine never ended."""
+    from netcore.trust.store import ReputationDelta, Store, db_path
+
+    honest = [start_node(f"honest{i}") for i in range(3)]
+    client = tmp_path / "requester"
+    store = Store.open(db_path(client))
+    for node in honest[:2]:
+        store.add_reputation(
+            {node.key: ReputationDelta(node.peer_id, node.name, {"votes_lost": 3})}
+        )
+        store.set_quarantine(node.key, time.time(), "score 0.20: lost 3 of 3 votes")
+    store.close()
+    env = {**child_env(), "P2PAI_QUARANTINE_COOLDOWN": "2"}
+    states = {r["name"]: r["state"] for r in reputation(client)}
+    assert states == {"honest0": "quarantined", "honest1": "quarantined"}, states
+    # Too few usable workers for redundancy 3 right now; redundancy 1 has one and runs.
+    first = submit(network, client, "--count", "20", "--wait-peers", "3", env=env)
+    assert first["failed"] == 0, first["_stderr"][-2000:]
+    deadline = time.monotonic() + 60.0
+    while any(r["state"] == "quarantined" for r in reputation(client)):
+        assert time.monotonic() < deadline, f"the quarantines never ended: {reputation(client)}"
+        time.sleep(0.2)
+    figures = {}
+    for k in (3, 1):
+        out = submit(network, client, "--count", "20", "--redundancy", str(k), "--vote",
+                     "label", "--wait-peers", "3", env=env)  # fmt: skip
+        figures[k] = (out["ok"], out["failed"])
+        assert out["failed"] == 0, (k, out["_stderr"][-2000:])
+    rows = {r["name"]: r for r in reputation(client)}
+    assert rows["honest0"]["tasks_ok"] > 0 and rows["honest1"]["tasks_ok"] > 0, rows
+    print(f"\n2 of 3 honest quarantined by colluders: after the cool-down r=3 ok/failed "
+          f"{figures[3]}, r=1 {figures[1]}; states {[r['state'] for r in rows.values()]}")  # fmt: skip
