@@ -237,6 +237,8 @@ class Node:
         self.scheduler.gate, self.scheduler.observe = self.trust.gate, self.trust.observe
         # Voters are hosts (netcore.tasks.voters): the address our link to a worker dialled.
         self.scheduler.host_of = lambda peer_id: transport_host(self.transport, peer_id)
+        self.scheduler.probation = self.trust.peer_on_probation  # a bounded share (issue 16)
+        self.scheduler.local_spec = self.registry.find  # we judge inputs and answers
         where = ", ".join(m.addresses)
         if cfg.mdns:
             self.discovery = Discovery(

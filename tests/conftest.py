@@ -20,7 +20,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 import pytest  # noqa: E402
 
-from netcore.tasks import scheduler as scheduler_module  # noqa: E402
+from netcore.tasks import share as share_module  # noqa: E402
 
 
 class FixedRandom:
@@ -31,5 +31,6 @@ class FixedRandom:
 
 @pytest.fixture
 def no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retry backoff without its random jitter (``pytestmark = usefixtures("no_jitter")``)."""
-    monkeypatch.setattr(scheduler_module, "random", FixedRandom())
+    """The choice of a worker without its random jitter (``pytestmark =
+    usefixtures("no_jitter")``)."""
+    monkeypatch.setattr(share_module, "random", FixedRandom())

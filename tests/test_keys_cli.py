@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import zmq
@@ -111,13 +112,16 @@ def test_reputation_show_and_reset(tmp_path: Path) -> None:
     one_error_line(
         p2pai("reputation", "show", "--data-dir", str(tmp_path)), "no reputation recorded"
     )
-    liar_key, good_key = (zmq.curve_keypair()[0].decode() for _ in range(2))
-    liar, good = peer_id_for(liar_key), peer_id_for(good_key)
+    liar_key, good_key, new_key = (zmq.curve_keypair()[0].decode() for _ in range(3))
+    liar, good, new = peer_id_for(liar_key), peer_id_for(good_key), peer_id_for(new_key)
     store = Store.open(db_path(tmp_path))
     store.add_reputation(
         {
             liar_key: ReputationDelta(liar, "liar", {"tasks_ok": 3, "votes_lost": 3}),
-            good_key: ReputationDelta(good, "good", {"tasks_ok": 50, "votes_won": 20}, 7200.0),
+            good_key: ReputationDelta(
+                good, "good", {"tasks_ok": 50, "votes_won": 20, "spot_passed": 3}, 7200.0
+            ),
+            new_key: ReputationDelta(new, "new", {"tasks_ok": 5}),
         }
     )
     store.close()
@@ -125,9 +129,12 @@ def test_reputation_show_and_reset(tmp_path: Path) -> None:
         p2pai("reputation", "show", "--data-dir", str(tmp_path), "--json").stdout
     )}  # fmt: skip
     assert rows[liar]["state"] == "quarantined" and "lost 3 of 3 votes" in rows[liar]["reason"]
+    assert rows[liar]["offences"] == 1 and rows[liar]["quarantined_until"] > time.time()
     assert rows[good]["state"] == "ok" and rows[good]["score"] > 0.9
+    assert rows[new]["state"] == "probation", "no blind check passed yet"
     table = p2pai("reputation", "show", "--data-dir", str(tmp_path)).stdout
-    assert "quarantined: score" in table and "3/0" not in table.split(good)[0]
+    assert "quarantined until " in table and "(offence 1): score" in table
+    assert "3/0" not in table.split(good)[0]
 
     one_error_line(p2pai("reputation", "reset", "--data-dir", str(tmp_path)), "--all")
     one_error_line(p2pai("reputation", "reset", "nobody", "--data-dir", str(tmp_path)), "nobody")
@@ -136,9 +143,9 @@ def test_reputation_show_and_reset(tmp_path: Path) -> None:
     rows = {r["peer_id"]: r for r in json.loads(
         p2pai("reputation", "show", "--data-dir", str(tmp_path), "--json").stdout
     )}  # fmt: skip
-    assert set(rows) == {good}
+    assert set(rows) == {good, new}
     assert (
-        "of 1 worker" in p2pai("reputation", "reset", "--all", "--data-dir", str(tmp_path)).stdout
+        "of 2 worker" in p2pai("reputation", "reset", "--all", "--data-dir", str(tmp_path)).stdout
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from netcore.trust.reputation import (
     DEFAULT_POLICY,
     FIELDS,
+    Policy,
     Reputation,
     Stats,
     cost_factor,
@@ -104,7 +105,7 @@ def test_note_reports_quarantine_once() -> None:
     assert book.quarantined("K1") == change.reason
     assert book.get("K1").quarantined_at == 1000.0  # type: ignore[union-attr]
     assert book.note("K1", "p1", "one", "votes_lost") is None  # still in: no new change
-    assert "lost 3 of 3" in book.quarantined("K1")  # the reason's numbers stay current
+    assert "lost 2 of 2" in book.quarantined("K1")  # why it began (reputation show says it)
     assert book.score("unknown") == pytest.approx(0.8)
     assert book.quarantined("unknown") == ""
 
@@ -119,10 +120,16 @@ class Row:
     first_seen: float = 1.0
     last_seen: float = 2.0
     quarantined_at: float | None = None
+    quarantine_reason: str = ""
+    offences: int = 0
+    quarantined_until: float | None = None
+    probation_from: int = 0
+    weights: dict[str, float] | None = None
+    decayed_at: float = 0.0
 
 
 def test_pending_deltas_and_reloads() -> None:
-    book = Reputation()
+    book = Reputation(clock=lambda: 100.0)
     book.note("K1", "p1", "one", "tasks_ok", 3)
     book.add_uptime("K1", "p1", "one", 12.5)
     pending = book.take_pending()
@@ -151,3 +158,88 @@ def test_fields_match_the_store() -> None:
     from netcore.trust.store import REPUTATION_FIELDS
 
     assert FIELDS == REPUTATION_FIELDS
+
+
+# --- issue 16: forgiving slowly ----------------------------------------------------------------
+
+
+def lie_twice(book: Reputation, key: str = "K1") -> None:
+    for _ in range(2):
+        book.note(key, "p1", "one", "votes_lost")
+
+
+def test_a_quarantine_ends_after_a_cool_down_that_doubles_with_each_offence() -> None:
+    # Before issue 16 a quarantine never ended by itself.
+    now = [1000.0]
+    book = Reputation(Policy(cooldown_s=600.0), clock=lambda: now[0])
+    lie_twice(book)
+    record = book.get("K1")
+    assert record is not None and record.quarantined and record.offences == 1
+    assert record.quarantined_until == 1600.0
+    now[0] = 1599.0
+    assert book.refresh() == [] and book.quarantined("K1")
+    now[0] = 1600.0
+    (change,) = book.refresh()
+    assert change.reason == "" and not book.quarantined("K1")
+    assert book.on_probation("K1"), "back from quarantine: on probation again"
+    assert book.score("K1") > 0.5, "the served offence's evidence is wiped"
+    assert record.stats.get("votes_lost") == 2, "the lifetime totals keep it"
+    lie_twice(book)  # again: twice as long
+    assert record.offences == 2 and record.quarantined_until == 1600.0 + 1200.0
+    now[0] = 2800.0
+    book.refresh()
+    lie_twice(book)
+    assert record.offences == 3 and record.quarantined_until == 2800.0 + 2400.0
+
+
+def test_probation_ends_after_three_blind_checks_since_it_began() -> None:
+    now = [1000.0]
+    book = Reputation(Policy(cooldown_s=10.0), clock=lambda: now[0])
+    assert book.on_probation("new"), "an unknown identity is on probation"
+    for _ in range(3):
+        assert book.on_probation("K1")
+        book.note("K1", "p1", "one", "spot_passed")
+    assert not book.on_probation("K1")
+    lie_twice(book)
+    lie_twice(book)
+    assert book.quarantined("K1") and book.on_probation("K1"), "quarantined"
+    now[0] += 10.0
+    book.refresh()
+    assert book.on_probation("K1"), "checks passed before the offence do not count"
+    for _ in range(3):
+        book.note("K1", "p1", "one", "spot_passed")
+    assert not book.on_probation("K1")
+
+
+def test_evidence_decays_toward_neutral_with_the_half_life() -> None:
+    now = [0.0]
+    book = Reputation(Policy(half_life_s=3600.0, min_bad=1000.0), clock=lambda: now[0])
+    for _ in range(3):
+        book.note("K1", "p1", "one", "votes_lost")  # min_bad high: scored, never quarantined
+    book.refresh()
+    fresh = book.score("K1")
+    record = book.get("K1")
+    assert record is not None
+    # Written and read back (what the store does), then ten half-lives pass.
+    record.weights, record.pending_w, record.decayed_at = record.pending_w, Stats(), 0.0
+    now[0] = 36000.0
+    record.stale = True
+    book.refresh()
+    assert fresh < 0.5 < book.score("K1")
+    assert book.score("K1") == pytest.approx(book.prior, abs=0.01)
+
+
+def test_restored_votes_lift_the_quarantine_they_caused_and_the_offence() -> None:
+    book = Reputation(clock=lambda: 1000.0)
+    for _ in range(3):
+        book.note("K1", "p1", "one", "votes_won")
+    lie_twice(book)
+    record = book.get("K1")
+    assert record is not None and record.quarantined and record.offences == 1
+    change = book.restore_votes("K1", "p1", "one", 2)
+    assert change is not None and change.reason == ""
+    assert not record.quarantined and record.offences == 0
+    assert record.stats.get("votes_lost") == 0 and record.stats.get("votes_won") == 5
+    assert record.unsaved == "pardon"
+    assert book.restore_votes("K1", "p1", "one", 5) is None, "nothing left to give back"
+    assert record.stats.get("votes_won") == 5

@@ -11,7 +11,7 @@ import pytest
 
 from netcore.net.peers import Peer, PeerTable
 from netcore.observe.events import Event, TaskDone, TaskRetry
-from netcore.tasks import scheduler as scheduler_module
+from netcore.tasks import share as share_module
 from netcore.tasks.scheduler import Scheduler, TaskOutcome
 from netcore.wire import protocol
 from netcore.wire.protocol import TaskError
@@ -41,7 +41,7 @@ class FixedRandom:
 
 @pytest.fixture(autouse=True)
 def _no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "random", FixedRandom())
+    monkeypatch.setattr(share_module, "random", FixedRandom())
 
 
 def outputs_for(label: int) -> dict[str, np.ndarray]:
@@ -200,13 +200,15 @@ async def test_picks_the_least_loaded_worker() -> None:
     assert outcome.worker == "idle"
 
 
-def test_capacity_scales_the_load() -> None:
+def test_claimed_capacity_is_no_weight() -> None:
+    # Before issue 16 the load was divided by the claimed capacity: a worker claiming 10^6
+    # slots looked idle with 1000 tasks in flight and got every task.
     env = Env()
-    big = env.worker("big", capacity=8)
+    big = env.worker("big", capacity=10**6)
     small = env.worker("small", capacity=1)
-    big.inflight = 2  # 3/8 of its capacity
-    small.inflight = 0  # 1/1
-    assert env.scheduler.choose("digits", None, set()) is big
+    big.inflight = 2
+    small.inflight = 0
+    assert env.scheduler.choose("digits", None, set()) is small
 
 
 def test_prefers_untried_workers_and_falls_back_to_tried_ones() -> None:
@@ -407,19 +409,83 @@ async def test_every_attempt_times_out() -> None:
 # --- error replies -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", ["bad_input", "bad_request", "too_large", "unsupported"])
-async def test_terminal_codes_fail_at_once(code: str) -> None:
+@pytest.mark.parametrize(
+    "code", ["bad_input", "bad_output", "bad_request", "too_large", "unsupported"]
+)
+async def test_a_workers_refusal_is_its_failure_and_the_task_runs_elsewhere(code: str) -> None:
+    # Before issue 16 these codes ended the task at once: one worker answering bad_input to
+    # valid input failed every task it was given.
     env = Env()
-    env.worker("picky", env.fails(code), rtt=0.001)
+    picky = env.worker("picky", env.fails(code), rtt=0.001)
     env.worker("other", env.ok(), rtt=0.005)
     outcome = await env.submit()
-    assert not outcome.ok
-    assert outcome.error_code == code
-    assert outcome.worker == "picky"
-    assert outcome.attempts == 1
-    assert env.net.tasks("other") == [], "no retry: another worker would say the same"
-    assert env.retry_events() == []
-    assert env.scheduler.failed == 1
+    assert outcome.ok and outcome.worker == "other"
+    assert outcome.attempts == 2
+    assert picky.tasks_failed == 1, "counted against the worker that refused"
+    (retry,) = env.retry_events()
+    assert retry.worker == "picky" and code in retry.reason
+    assert_settled(env)
+
+
+async def test_refused_everywhere_fails_rejected_naming_what_they_said() -> None:
+    env = Env()
+    for name in ("a", "b", "c"):
+        env.worker(name, env.fails("bad_input"))
+    outcome = await env.submit()
+    assert not outcome.ok and outcome.error_code == "rejected"
+    assert outcome.attempts == 3
+    assert outcome.error.count("said bad_input") == 3
+    assert {t["id"] for t in env.net.tasks()} and len(env.net.tasks()) == 3
+    assert_settled(env)
+
+
+async def test_inputs_that_do_not_fit_our_copy_of_the_model_fail_before_sending() -> None:
+    from netcore.models.registry import ModelRegistry, assets_dir
+
+    env = Env()
+    env.worker("w", env.ok())
+    registry = ModelRegistry([assets_dir() / "models"])
+    env.scheduler.local_spec = registry.find
+    wrong = {"input": np.zeros((1, 3), dtype=np.float32)}
+    outcome = await asyncio.wait_for(env.scheduler.submit("digits", wrong), GUARD_S)
+    assert not outcome.ok and outcome.error_code == "bad_input" and outcome.attempts == 0
+    assert env.net.tasks() == [], "the requester judged the input itself"
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"label": np.array([1, 2], dtype=np.int64)},  # two rows for one sample
+        {"label": np.array([1.0], dtype=np.float32)},  # the class output's dtype
+        {"probabilities": np.zeros((1, 10), dtype=np.float32)},  # no class output
+        {"label": np.array([1], dtype=np.int64), "extra": np.zeros(1, dtype=np.float32)},
+    ],
+)
+async def test_an_answer_that_does_not_fit_the_model_is_retried(
+    outputs: dict[str, np.ndarray],
+) -> None:
+    from netcore.models.registry import ModelRegistry, assets_dir
+
+    registry = ModelRegistry([assets_dir() / "models"])
+    spec = registry.find("digits")
+    assert spec is not None
+    env = Env()
+    entry = {**MODEL_ENTRY, "sha256": spec.sha256}
+    wire = protocol.tensor_map(outputs)
+
+    def odd(peer_id: str, task: dict[str, Any]) -> None:
+        env.net.deliver(
+            peer_id,
+            {"t": "result", "id": task["id"], "outputs": wire,
+             "digest": protocol.digest_tensors(wire), "took_us": 1},
+        )  # fmt: skip
+
+    shaped = env.worker("shaped", odd, rtt=0.001, models=[entry])
+    env.worker("right", env.ok(), rtt=0.005, models=[entry])
+    env.scheduler.local_spec = registry.find
+    outcome = await env.submit()
+    assert outcome.ok and outcome.worker == "right"
+    assert shaped.tasks_failed == 1
     assert_settled(env)
 
 
@@ -790,6 +856,7 @@ async def test_a_worker_that_keeps_failing_rests_while_others_can_work() -> None
     env = Env(default_timeout=5.0)
     env.worker("bad", env.fails("internal"), rtt=0.0001)  # fastest: chosen first
     env.worker("good", env.ok(), rtt=0.01)
+    env.scheduler.share.alpha = 0.0  # measured shares aside: the rest alone keeps it away
     for _ in range(2):
         assert (await env.submit()).ok
     assert env.scheduler.rest.resting("bad")
@@ -809,3 +876,83 @@ async def test_attempt_timeout_follows_observed_latency() -> None:
     assert budget_ms == 5000
     assert learned_ms < budget_ms  # srtt is tiny here: the floor applies
     assert learned_ms == int(env.scheduler.timer.floor * 1000)
+
+
+# --- shares: measured, capped by claims, bounded on probation (netcore.tasks.share) -----------
+
+
+def test_measured_service_time_decides_not_the_claim() -> None:
+    env = Env()
+    sybil = env.worker("sybil", capacity=10**6, rtt=0.0001)
+    honest = env.worker("honest", capacity=2, rtt=0.001)
+    share = env.scheduler.share
+    for _ in range(20):
+        share.observe("sybil", "digits", 0.050)  # what its answers really took
+        share.observe("honest", "digits", 0.002)
+    assert env.scheduler.choose("digits", None, set()) is honest
+    honest.inflight = 10  # 11 x 2 ms still beats 1 x 50 ms
+    assert env.scheduler.choose("digits", None, set()) is honest
+    honest.inflight = 30
+    assert env.scheduler.choose("digits", None, set()) is sybil
+
+
+def test_a_worker_that_keeps_failing_loses_its_share() -> None:
+    env = Env()
+    env.worker("flaky", rtt=0.001)
+    steady = env.worker("steady", rtt=0.001)
+    for _ in range(10):
+        env.scheduler.share.observe("flaky", "digits", None)
+        env.scheduler.share.observe("steady", "digits", 0.002)
+    steady.inflight = 2  # 3 x 2 ms beats one attempt that succeeds 1 time in 10
+    assert env.scheduler.choose("digits", None, set()) is steady
+
+
+def test_claimed_capacity_caps_what_is_in_flight() -> None:
+    env = Env()
+    only = env.worker("only", capacity=1)
+    only.inflight = env.scheduler.share.slots(only)
+    assert env.scheduler.choose("digits", None, set()) is None
+
+
+async def test_a_full_worker_makes_the_task_wait_for_a_slot_not_run_locally() -> None:
+    ran_local: list[str] = []
+
+    async def local(*_args: Any) -> tuple[dict[str, np.ndarray], int]:
+        ran_local.append("x")
+        return outputs_for(1), 1
+
+    env = Env(local=local)
+    peer = env.worker("w", env.ok(), capacity=1)
+    full = env.scheduler.share.slots(peer)
+    peer.inflight = full
+    task = asyncio.ensure_future(env.submit(allow_local=True))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done() and not env.net.tasks(), "waits for a slot"
+    peer.inflight = full - 1
+    env.scheduler._slots.wake_one()
+    outcome = await task
+    assert outcome.ok and outcome.worker == "w" and ran_local == []
+
+
+def test_probation_workers_get_a_bounded_share_while_settled_ones_have_room() -> None:
+    env = Env()
+    settled = env.worker("settled", rtt=0.010)  # slower than every newcomer
+    newcomers = [env.worker(f"new{i}", rtt=0.0005, capacity=10**6) for i in range(3)]
+    env.scheduler.probation = lambda p: p.peer_id.startswith("new")
+    first = env.scheduler.choose("digits", None, set())
+    assert first is not None and first.peer_id.startswith("new")
+    first.inflight = 1  # one in flight: probation's bound (10% of in flight, at least one)
+    assert env.scheduler.choose("digits", None, set()) is settled
+    settled.inflight = settled.capacity * env.scheduler.share.slots_per_capacity  # full
+    chosen = env.scheduler.choose("digits", None, set())
+    assert chosen in newcomers, "the settled one is full: probation takes the rest, no starving"
+
+
+def test_with_only_probation_workers_the_work_is_not_starved() -> None:
+    env = Env()
+    a = env.worker("a", rtt=0.001)
+    b = env.worker("b", rtt=0.001)
+    env.scheduler.probation = lambda p: True  # no check ever ran (--redundancy 1)
+    a.inflight = b.inflight = 5
+    assert env.scheduler.choose("digits", None, set()) in (a, b)

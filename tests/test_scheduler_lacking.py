@@ -10,11 +10,12 @@ import pytest
 from test_scheduler import GUARD_S, SHA, Env, FixedRandom
 
 from netcore.tasks import scheduler as scheduler_module
+from netcore.tasks import share as share_module
 
 
 @pytest.fixture(autouse=True)
 def _no_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, "random", FixedRandom())
+    monkeypatch.setattr(share_module, "random", FixedRandom())
     # Retries at once: what the scheduler does next never depends on how long it slept.
     monkeypatch.setattr(scheduler_module, "backoff", lambda attempt: 0.0)
 

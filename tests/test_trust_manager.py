@@ -3,6 +3,7 @@ self-hellos (clones), and the connection guard's bookkeeping."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,79 @@ def test_the_guard_bounds_its_memory() -> None:
     for n in range(10):
         guard.seen(bytes([n]), key, FakeFrame(n))
     assert len(guard._owners) == 3
+
+
+# --- issue 16: probation, quarantines that end, votes given back --------------------------------
+
+
+async def test_on_probation_until_three_blind_checks_but_never_our_own(tmp_path: Path) -> None:
+    friend = new_key()
+    listed = TrustList(trust_path(tmp_path / "node"))
+    listed.add(friend, "friend")
+    listed.save()
+    h = Harness(tmp_path)
+    trust = h.open()
+    stranger = h.worker(new_key(), "stranger")
+    assert trust.on_probation(stranger.peer_id) and trust.peer_on_probation(stranger)
+    assert trust.on_probation("0123456789abcdef0123"), "an unknown peer is on probation"
+    assert not trust.on_probation(h.identity.peer_id), "our own identity never"
+    h.worker(friend, "friend")
+    assert trust.on_probation(peer_id_for(friend)), "a listed key counts only in allowlist mode"
+    for _ in range(3):
+        trust.record(stranger.peer_id, "spot_passed")
+    assert not trust.on_probation(stranger.peer_id)
+    await trust.close()
+    strict = Harness(tmp_path, trust="allowlist").open()
+    assert not strict.on_probation(peer_id_for(friend))
+    await strict.close()
+
+
+async def test_a_quarantine_ends_in_every_process_sharing_the_store(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.trust.reputation.policy = replace(h.trust.reputation.policy, cooldown_s=30.0)
+    trust = h.open()
+    liar = h.worker(new_key(), "liar")
+    for _ in range(2):
+        trust.record(liar.peer_id, "votes_lost")
+    assert trust.gate(liar) is None
+    other = Harness(tmp_path)  # e.g. `p2pai submit` beside the node
+    second = other.open()
+    assert second.quarantined(liar.peer_id), "read from the store"
+    # The cool-down passes (the reputation's clock is the wall clock).
+    for manager in (trust, second):
+        manager.reputation.clock = lambda: 10**10
+    trust.tick()
+    assert trust.gate(liar) is not None and not liar.quarantine
+    assert trust.on_probation(liar.peer_id)
+    shown = [e for e in h.events if isinstance(e, PeerQuarantine)]
+    assert [e.quarantined for e in shown] == [True, False]
+    row = next(r for r in trust.store.load_reputation() if r.peer_id == liar.peer_id)  # type: ignore[union-attr]
+    assert row.quarantined_until is None and row.offences == 1
+    second.flush()
+    assert not second.quarantined(liar.peer_id)
+    # A second offence: twice the cool-down.
+    for _ in range(2):
+        trust.record(liar.peer_id, "votes_lost")
+    record = trust.reputation.get(liar.key)
+    assert record is not None and record.offences == 2
+    assert record.quarantined_until == 10**10 + 60.0
+    await trust.close()
+    await second.close()
+
+
+async def test_restored_votes_lift_a_quarantine_and_persist(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    trust = h.open()
+    honest = h.worker(new_key(), "honest")
+    for _ in range(2):
+        trust.record(honest.peer_id, "votes_lost")  # outvoted by colluders
+    assert trust.gate(honest) is None
+    trust.restore_votes([honest.peer_id, "unknown-peer-id-00"], 2)
+    assert trust.gate(honest) is not None and not trust.quarantined(honest.peer_id)
+    await trust.close()
+    again = Harness(tmp_path).open()
+    row = next(r for r in again.store.load_reputation() if r.peer_id == honest.peer_id)  # type: ignore[union-attr]
+    assert row.counts["votes_lost"] == 0 and row.counts["votes_won"] == 2
+    assert row.offences == 0 and row.quarantined_until is None
+    assert not again.quarantined(honest.peer_id)
+    await again.close()

@@ -255,12 +255,15 @@ def test_check_rate_rises_with_the_share_of_work() -> None:
     assert all(policy.due("x", probation=True) for _ in range(5))
 
 
-async def test_a_bad_input_fails_at_once(swarm: FakeSwarm) -> None:
+async def test_workers_refusing_valid_input_do_not_make_a_verdict(swarm: FakeSwarm) -> None:
+    # Issue 16: a worker's bad_input is its own failure (the requester checked the input),
+    # so it no longer ends the task at once: without a majority the task fails no_majority.
     for name in ("a", "b", "c"):
         swarm.worker(name, fails("bad_input"))
     verifier = Verifier(swarm, redundancy=3)
     outcome = await run(verifier)
-    assert outcome.error_code == "bad_input"
+    assert outcome.error_code == "no_majority", outcome.error
+    assert "rejected" in outcome.error
 
 
 async def test_vote_by_label_tolerates_float_differences(swarm: FakeSwarm) -> None:

@@ -28,7 +28,7 @@ from netcore.trust.keys import (
     parse_key_source,
     trust_path,
 )
-from netcore.trust.reputation import FIELDS, Stats, quarantine_reason, score
+from netcore.trust.reputation import FIELDS, describe_row
 from netcore.trust.store import Store, StoreError, db_path
 from netcore.wire.addresses import peer_id_for
 
@@ -205,8 +205,10 @@ def reputation() -> None:
     """What this machine's requesters saw of each worker (in <data-dir>/p2pai.db).
 
     Tasks done, failures, timeouts, corrupt results, votes won and lost (--redundancy),
-    spot checks (--spot-check) and uptime give a score; under 0.5, with enough evidence, the
-    worker is quarantined: never sent a task until its reputation is reset.
+    spot checks (--spot-check) and uptime give a score (recent evidence weighs more: half
+    after a day); under 0.5, with enough evidence, the worker is quarantined: sent no task
+    for 10 minutes, twice as long for each further offence, then on probation again (a
+    bounded share of the work until it passes 3 blind checks).
     """
 
 
@@ -225,17 +227,13 @@ def show_reputation(data_dir: Path | None, as_json: bool) -> None:
         store.close()
     out: list[dict[str, Any]] = []
     for row in sorted(rows, key=lambda r: r.last_seen, reverse=True):
-        stats = Stats({k: row.counts.get(k, 0) for k in FIELDS}, row.uptime_s)
-        reason = quarantine_reason(stats)
         out.append(
             {
                 "peer_id": row.peer_id,
                 "name": row.name,
                 "key": row.key,
-                "score": round(score(stats), 3),
-                "state": "quarantined" if reason else "ok",
-                "reason": reason,
-                **stats.counts,
+                **describe_row(row),  # score, state, reason, quarantined_at/_until, offences
+                **{k: row.counts.get(k, 0) for k in FIELDS},
                 "uptime_s": round(row.uptime_s, 1),
                 "last_seen": row.last_seen,
             }
@@ -253,7 +251,11 @@ def show_reputation(data_dir: Path | None, as_json: bool) -> None:
     for r in out:
         votes = f"{r['votes_won']}/{r['votes_lost']}"
         spots = f"{r['spot_passed']}/{r['spot_failed']}"
-        state = f"quarantined: {r['reason']}" if r["reason"] else "ok"
+        state = str(r["state"])
+        if r["reason"]:
+            until = r["quarantined_until"]
+            ends = f" until {_when(until)}" if until else ""
+            state = f"quarantined{ends} (offence {r['offences']}): {r['reason']}"
         click.echo(
             f"{r['peer_id']:<20}  {r['name'][:14] or '-':<14} {r['score']:>5.2f}  "
             f"{r['tasks_ok']:>6} {r['failures'] + r['corrupt']:>5} {r['timeouts']:>5} "

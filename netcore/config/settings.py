@@ -88,6 +88,11 @@ class Config:
     trusted_keys: tuple[str, ...] = ()
     """Z85 public keys trusted for this run only, besides ``trusted.json`` (``--trust-key``):
     the console and its ``--local`` peers trust each other this way, and nothing is written."""
+    quarantine_cooldown: float = 600.0
+    """Seconds a worker's first quarantine lasts; each further offence doubles it (then it is
+    on probation again, netcore.trust.reputation)."""
+    reputation_half_life: float = 86400.0
+    """Seconds after which an observation of a worker weighs half in its score."""
     base_dir: Path | None = None
     """The base data dir holding ``trusted.json`` and ``p2pai.db``; ``None`` = ``data_dir``.
     Client commands run in ``<base>/client`` and set this to ``<base>``."""
@@ -127,6 +132,8 @@ class Config:
                 raise ConfigError(f"--trust-key {key[:48]!r}: not a Z85 public key (40 characters)")
         if not self.model_quota > 0:
             raise ConfigError(f"--model-quota {self.model_quota}: must be more than 0 bytes")
+        if not self.quarantine_cooldown > 0 or not self.reputation_half_life > 0:  # also NaN
+            raise ConfigError("quarantine_cooldown and reputation_half_life must be > 0 seconds")
 
     def _check_reach(self) -> None:
         """validate()'s part for static peers and metrics."""

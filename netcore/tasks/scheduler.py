@@ -4,13 +4,16 @@ submitted task's outcome to its caller exactly once.
 Each attempt has its own 16-byte id. A reply is matched by that id and removes it, so a late
 answer to an attempt already given up (timed out, peer lost) finds nothing and is counted
 as a duplicate and dropped: the caller never sees two outcomes for one task.
+
+Which worker gets an attempt follows what was measured of it (:mod:`netcore.tasks.share`);
+what a worker refuses or answers is judged here, not taken on its word
+(:mod:`netcore.tasks.answers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,17 +21,22 @@ from typing import Any
 
 import numpy as np
 
+from netcore.models.registry import InputMismatch, ModelSpec
 from netcore.net.peers import Peer, PeerTable
-from netcore.observe.events import Event, TaskDone, TaskRetry
+from netcore.observe.events import Event, TaskRetry
+from netcore.tasks.answers import REJECTED, WORKER_VERDICTS, answer_spec, decode_answer
 from netcore.tasks.health import AttemptTimer, ModelGaps, RestPolicy, backoff
-from netcore.tasks.outcome import TaskOutcome
+from netcore.tasks.outcome import TaskOutcome, finished
+from netcore.tasks.share import WorkShare
+from netcore.tasks.waiting import Waiters
 from netcore.wire import protocol
 
 __all__ = ["FREE_RETRY_CODES", "TERMINAL_CODES", "AttemptFailed", "Scheduler", "TaskOutcome"]
 
 log = logging.getLogger("p2pai.scheduler")
 
-# Error codes that no other worker would answer differently: the task fails at once.
+# Error codes that end a task at once when the requester itself finds them (a worker that
+# says so is retried elsewhere: netcore.tasks.answers).
 TERMINAL_CODES = frozenset({"bad_input", "bad_request", "too_large", "unsupported"})
 # Error codes that say nothing about the task: retry without spending an attempt.
 FREE_RETRY_CODES = frozenset({"overloaded", "hello_required"})
@@ -72,7 +80,7 @@ class Scheduler:
         self.default_timeout = default_timeout
         self.max_attempts = max_attempts
         self._attempts: dict[bytes, _Attempt] = {}
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters = Waiters()
         self.duplicates = 0
         self.submitted = 0
         self.succeeded = 0
@@ -92,17 +100,21 @@ class Scheduler:
         self.observe: Callable[[Peer, str], None] | None = None
         """Told each attempt's fate: ok, failed, timeout, unreachable or corrupt."""
         self.host_of: Callable[[str], str] | None = None
-        """The host a worker runs on, as the transport sees it (netcore.tasks.voters); None:
-        each worker is its own host. Used by ``exclude_hosts`` (verified results)."""
+        """A worker's host as the transport sees it (netcore.tasks.voters; None: its own)."""
+        self.share = WorkShare()
+        """Measured service time and success per worker: its share of the work."""
+        self.probation: Callable[[Peer], bool] | None = None
+        """True for a worker on probation (TrustManager.on_probation): a bounded share."""
+        self.local_spec: Callable[[str, str | None], ModelSpec | None] | None = None
+        """Our copy of a model: inputs and answers checked against it (netcore.tasks.answers)."""
+        self._slots = Waiters()
+        """Tasks waiting because every candidate is at its cap: one woken per freed slot."""
 
     # --- hooks the node calls ------------------------------------------------------------
 
     def workers_changed(self) -> None:
         """A worker appeared or became usable: wake tasks waiting for one."""
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        self._waiters.wake_all()
 
     def on_reply(self, peer_id: str, msg: dict[str, Any]) -> bool:
         """A ``result`` or ``error`` arrived from ``peer_id``; False if nobody awaits it."""
@@ -151,15 +163,27 @@ class Scheduler:
         avoid: set[str] | frozenset[str] = frozenset(),
         avoid_hosts: set[str] | frozenset[str] = frozenset(),
     ) -> Peer | None:
-        """The least loaded, fastest worker holding the model; tried ones only as a last resort,
-        ``avoid`` ones (and those on ``avoid_hosts``) never."""
+        """The worker with the least expected wait (netcore.tasks.share); tried ones only as a
+        last resort, ``avoid`` ones (and on ``avoid_hosts``) never; None also when all are full."""
+        return self._choose(model, sha256, exclude, pin, avoid, avoid_hosts)[0]
+
+    def _choose(
+        self,
+        model: str,
+        sha256: str | None,
+        exclude: set[str],
+        pin: str | None,
+        avoid: set[str] | frozenset[str],
+        avoid_hosts: set[str] | frozenset[str] = frozenset(),
+    ) -> tuple[Peer | None, bool]:
+        """(worker, False), or (None, True) when candidates exist but all are full."""
         found = self.candidates(model, sha256, pin)
         if avoid:
             found = [p for p in found if p.peer_id not in avoid]
         if avoid_hosts:
             found = [p for p in found if self.host(p.peer_id) not in avoid_hosts]
         if not found:
-            return None
+            return None, False
         fresh = [p for p in found if p.peer_id not in exclude] or found
         # Workers that keep failing rest: used only when no other can take the task.
         fresh = [p for p in fresh if not self.rest.resting(p.peer_id)] or fresh
@@ -169,27 +193,19 @@ class Scheduler:
             if p.has_model(model, sha256) or not self.gaps.lacking(p.peer_id, model)
         ] or fresh
 
-        def cost(p: Peer) -> float:
-            load = (p.inflight + p.remote_queued + 1) / max(1, p.capacity)
-            base = load * max(p.rtt or 0.001, 0.0002) * (0.9 + 0.2 * random.random())
-            return base * (self.gate(p) or 1.0) if self.gate is not None else base
-
-        return min(fresh, key=cost)
+        gate = self.gate
+        peer = self.share.pick(
+            fresh,
+            model,
+            factor=(lambda p: gate(p) or 1.0) if gate is not None else None,
+            probation=self.probation,
+            inflight_total=len(self._attempts),
+        )
+        return peer, peer is None
 
     def host(self, peer_id: str) -> str:
         """The host ``peer_id`` runs on (its peer id when the transport cannot say)."""
         return self.host_of(peer_id) if self.host_of is not None else peer_id
-
-    async def _wait_for_worker(self, timeout: float) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            if fut in self._waiters:
-                self._waiters.remove(fut)
 
     # --- submitting ----------------------------------------------------------------------
 
@@ -224,10 +240,14 @@ class Scheduler:
         # A caller may choose the id, to match TaskRetry events to its own record.
         task_id = task_id or protocol.new_id().hex()[:16]
         self.submitted += 1
+        spec = self.local_spec(model, sha256) if self.local_spec is not None else None
         try:
             wire_inputs = protocol.tensor_map(inputs)
-        except ValueError as exc:
+            if spec is not None:  # we hold the model: we judge the input, not the worker
+                spec.check_inputs(inputs)
+        except (ValueError, InputMismatch) as exc:
             return self._finish(task_id, model, started, 0, None, error=("bad_input", str(exc)))
+        refused: list[str] = []
         tried: set[str] = set()
         attempts = 0
         free_retries = 0
@@ -247,16 +267,19 @@ class Scheduler:
                 return self._finish(task_id, model, started, attempts, None, error=last_error)
             avoid: set[str] | frozenset[str] = exclude or frozenset()
             hosts: set[str] | frozenset[str] = exclude_hosts or frozenset()
-            peer = self.choose(model, sha256, tried, pin, avoid | lacking, hosts)
+            peer, full = self._choose(model, sha256, tried, pin, avoid | lacking, hosts)
             wait = min(remaining, 0.5)
             if peer is None and lacking:
                 if time.monotonic() >= lacking_until:
-                    peer = self.choose(model, sha256, tried, pin, avoid, hosts)
+                    peer, full = self._choose(model, sha256, tried, pin, avoid, hosts)
                 wait = min(wait, max(0.001, lacking_until - time.monotonic()))
+            if peer is None and full:
+                await self._slots.wait(wait)
+                continue
             if peer is None:
                 if allow_local and self.local is not None and pin in (None, self.local_peer_id):
                     return await self._run_local(task_id, model, sha256, inputs, timeout, started)
-                await self._wait_for_worker(wait)
+                await self._waiters.wait(wait)
                 continue
             if exclude is not None:
                 exclude.add(peer.peer_id)
@@ -303,7 +326,7 @@ class Scheduler:
             except AttemptFailed as exc:
                 failures += 1
                 peer.tasks_failed += 1
-                self._note(peer, "timeout" if exc.code == "timeout" else "unreachable")
+                self._note(peer, "timeout" if exc.code == "timeout" else "unreachable", model)
                 tried.add(peer.peer_id)
                 last_error = (exc.code, exc.message)
                 if exc.code == "timeout":
@@ -320,27 +343,35 @@ class Scheduler:
                 raise
             finally:
                 peer.inflight -= 1
+                self._slots.wake_one()
             if reply.get("t") == "result":
-                outcome = self._accept_result(task_id, model, started, attempts, peer, reply)
-                if outcome is not None:
+                outcome = self._accept_result(
+                    task_id, model, started, attempts, peer, reply, inputs,
+                    answer_spec(spec, peer, model, msg.get("sha256")),
+                )  # fmt: skip
+                if isinstance(outcome, TaskOutcome):
+                    took = time.monotonic() - sent_at
                     peer.tasks_ok += 1
-                    self._note(peer, "ok")
-                    self.timer.observe(peer.peer_id, model, time.monotonic() - sent_at)
-                    peer.observe_rtt(time.monotonic() - sent_at)
+                    self._note(peer, "ok", model, took)
+                    self.timer.observe(peer.peer_id, model, took)
+                    peer.observe_rtt(took)
                     return outcome
                 failures += 1
                 peer.tasks_failed += 1
-                self._note(peer, "corrupt")
+                self._note(peer, "corrupt" if outcome == "corrupt" else "failed", model)
                 tried.add(peer.peer_id)
-                last_error = ("internal", f"worker {peer.peer_id[:8]} sent a corrupt result")
+                why = "a corrupt result" if outcome == "corrupt" else f"a wrong answer ({outcome})"
+                last_error = ("internal", f"worker {peer.peer_id[:8]} sent {why}")
                 self._retry(task_id, peer, last_error[1])
                 continue
             code = str(reply.get("code", "internal"))
             message = str(reply.get("message", ""))
             last_error = (code, f"{peer.peer_id[:8]}: {code}: {message}")
-            if code in TERMINAL_CODES:
-                return self._finish(task_id, model, started, attempts, peer, error=(code, message))
             tried.add(peer.peer_id)
+            if code in WORKER_VERDICTS:
+                # Valid input (checked before sending): its refusal is its failure.
+                refused.append(f"{peer.peer_id[:8]} said {code}: {message[:80]}")
+                last_error = (REJECTED, "refused though the input fits: " + "; ".join(refused))
             if code in FREE_RETRY_CODES and free_retries < 1000:
                 attempts -= 1
                 free_retries += 1
@@ -355,16 +386,18 @@ class Scheduler:
                 lacking_until = lacking_until or time.monotonic() + timeout
                 if advertised:
                     peer.tasks_failed += 1
-                    self._note(peer, "failed")
+                    self._note(peer, "failed", model)
                 else:
                     self.gaps.lacks(peer.peer_id, model)
             else:
                 failures += 1
                 peer.tasks_failed += 1
-                self._note(peer, "timeout" if code == "timeout" else "failed")
+                self._note(peer, "timeout" if code == "timeout" else "failed", model)
             self._retry(task_id, peer, last_error[1])
 
-    def _note(self, peer: Peer, what: str) -> None:
+    def _note(self, peer: Peer, what: str, model: str = "", took: float | None = None) -> None:
+        if model:
+            self.share.observe(peer.peer_id, model, took if what == "ok" else None)
         if what == "ok":
             self.rest.succeeded(peer.peer_id)
         else:
@@ -395,28 +428,20 @@ class Scheduler:
         attempts: int,
         peer: Peer,
         reply: dict[str, Any],
-    ) -> TaskOutcome | None:
-        wire_outputs = reply["outputs"]
-        if protocol.digest_tensors(wire_outputs) != reply["digest"]:
-            return None
-        try:
-            outputs = protocol.arrays_of(reply, "outputs")  # decoded once, by validate
-        except protocol.ProtocolError:
-            return None
+        inputs: Mapping[str, np.ndarray],
+        spec: ModelSpec | None,
+    ) -> TaskOutcome | str:
+        """The outcome, or what is wrong with the answer (netcore.tasks.answers)."""
+        outputs = decode_answer(reply, inputs, spec)
+        if isinstance(outputs, str):
+            return outputs
         label_output = next(
             (m.get("label_output") for m in peer.models if m.get("name") == model), None
         )
         return self._finish(
-            task_id,
-            model,
-            started,
-            attempts,
-            peer,
-            outputs=outputs,
-            took_us=int(reply["took_us"]),
-            digest=reply["digest"],
-            label_output=label_output,
-        )
+            task_id, model, started, attempts, peer, outputs=outputs,
+            took_us=int(reply["took_us"]), digest=reply["digest"], label_output=label_output,
+        )  # fmt: skip
 
     async def _run_local(
         self,
@@ -463,36 +488,13 @@ class Scheduler:
         local: bool = False,
     ) -> TaskOutcome:
         worker = self.local_peer_id if local else (peer.peer_id if peer else None)
-        outcome = TaskOutcome(
-            task_id=task_id,
-            ok=error is None,
-            model=model,
-            worker=worker,
-            latency_s=time.monotonic() - started,
-            attempts=attempts,
-            outputs=outputs or {},
-            error_code=error[0] if error else "",
-            error=error[1] if error else "",
-            took_us=took_us,
-            digest=digest,
-            label_output=label_output,
-        )
+        outcome, event = finished(
+            task_id, model, worker, time.monotonic() - started, attempts, outputs=outputs,
+            error=error, took_us=took_us, digest=digest, label_output=label_output,
+        )  # fmt: skip
         if outcome.ok:
             self.succeeded += 1
         else:
             self.failed += 1
-        self.publish(
-            TaskDone(
-                task_id=task_id,
-                worker=worker or "",
-                ok=outcome.ok,
-                latency_ms=round(outcome.latency_s * 1000, 3),
-                model=model,
-                attempts=attempts,
-                error=outcome.error,
-                label=outcome.label,
-                confidence=outcome.confidence,
-                code=outcome.error_code,
-            )
-        )
+        self.publish(event)
         return outcome

@@ -12,7 +12,11 @@
   connections authenticated with one key that advertise different endpoints;
 * **reputation** (:mod:`netcore.trust.reputation`, persisted by :mod:`netcore.trust.store`): the
   scheduler reports every attempt, the verifier every vote and spot check; quarantined
-  peers are never chosen and the rest are weighed by score.
+  peers are never chosen and the rest are weighed by score. A quarantine ends after its
+  cool-down (``Config.quarantine_cooldown``, doubling per offence), evidence decays with
+  ``Config.reputation_half_life``; :meth:`TrustManager.on_probation` says who is still to
+  prove itself, and :meth:`TrustManager.restore_votes` gives back votes lost to a majority
+  later shown wrong.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from netcore.net.clones import CloneDetector
@@ -38,8 +42,9 @@ from netcore.trust.keys import (
     local_keys,
     trust_path,
 )
-from netcore.trust.reputation import Change, Reputation, cost_factor
-from netcore.trust.store import ReputationDelta, Store, StoreError, db_path
+from netcore.trust.reputation import Change, Policy, Reputation, cost_factor
+from netcore.trust.store import Store, StoreError, db_path
+from netcore.trust.sync import sync
 from netcore.wire.addresses import peer_id_for
 
 log = logging.getLogger("p2pai.trust")
@@ -89,7 +94,14 @@ class TrustManager:
         self.allowed: set[str] = set()
         self.policy = TrustPolicy(self.mode)
         self.policy.allowed = self.allowed  # one set: updates reach the ZAP handler at once
-        self.reputation = Reputation()
+        self.reputation = Reputation(
+            Policy(
+                cooldown_s=float(getattr(config, "quarantine_cooldown", 600.0)),
+                half_life_s=float(getattr(config, "reputation_half_life", 86400.0)),
+            )
+        )
+        self.own: set[str] = set()
+        """This machine's identities: never on probation."""
         self.store: Store | None = None
         self.guard = ConnectionGuard()
         self.clones: CloneDetector | None = None
@@ -106,8 +118,6 @@ class TrustManager:
         self._drop_peer: Callable[[str, str], None] | None = None
         self._ids: dict[str, str] = {}
         self._warned: dict[str, float] = {}
-        self._uncommitted: set[str] = set()
-        """Keys whose quarantine is not yet written to the store."""
         self._last_flush = 0.0
         self._last_tick = 0.0
 
@@ -198,11 +208,13 @@ class TrustManager:
     # --- the trust policy ------------------------------------------------------------------
 
     def _refresh_allowed(self) -> None:
-        allowed = self.trust_list.keys() | local_keys(self.base_dir)
+        own = local_keys(self.base_dir)
+        if self.identity is not None:
+            own.add(self.identity.public_text)
+        self.own = own
+        allowed = self.trust_list.keys() | own
         # Keys trusted for this run only (--trust-key: the console's --local peers).
         allowed.update(getattr(self.config, "trusted_keys", ()))
-        if self.identity is not None:
-            allowed.add(self.identity.public_text)
         # The ZAP policy holds this very set: update it in place.
         self.allowed.clear()
         self.allowed.update(allowed)
@@ -342,14 +354,37 @@ class TrustManager:
         name = peer.name if peer is not None else ""
         self._apply(self.reputation.note(key, peer_id, name, counter))
 
-    # i16: minimal, i16-sched owns the real one
     def on_probation(self, peer_id: str) -> bool:
-        """A new identity: its results are checked blindly until it passed 3 checks."""
-        key = self._key_of(peer_id) or ""
-        if not hasattr(self, "_own"):
-            self._own = local_keys(self.base_dir) | {getattr(self.identity, "public_text", "")}
-        record = self.reputation.get(key)
-        return key not in self._own and (record is None or record.stats.get("spot_passed") < 3)
+        """True until ``peer_id`` has passed 3 blind checks (``spot_passed``) since it was new
+        or last left quarantine; never for this machine's own identities nor, with ``--trust
+        allowlist``, for keys on the trust list. An unknown peer is on probation."""
+        peer = self.peers.get(peer_id)
+        key = peer.key if peer is not None else self._key_of(peer_id)
+        if key is None:
+            known = (k for k in self.allowed if peer_id_for(k) == peer_id)  # own and listed
+            key = next(known, None)
+        return True if key is None else self.key_on_probation(key)
+
+    def key_on_probation(self, key: str) -> bool:
+        if key in self.own or (self.mode == "allowlist" and key in self.allowed):
+            return False
+        return self.reputation.on_probation(key)
+
+    def peer_on_probation(self, peer: Peer) -> bool:
+        """For the scheduler (netcore.tasks.share): a bounded share of the work."""
+        return self.key_on_probation(peer.key)
+
+    def restore_votes(self, peer_ids: Iterable[str], count: int = 1) -> None:
+        """Votes these peers lost went to a majority later shown wrong (a blind check by the
+        requester disagreed with it): ``count`` of each one's lost votes become votes won,
+        and a quarantine that no longer holds is lifted with its offence taken back."""
+        for peer_id in peer_ids:
+            peer = self.peers.get(peer_id)
+            key = peer.key if peer is not None else self._key_of(peer_id)
+            if key is None:
+                continue
+            name = peer.name if peer is not None else ""
+            self._apply(self.reputation.restore_votes(key, peer_id, name, count))
 
     def score(self, peer_id: str) -> float | None:
         key = self._key_of(peer_id)
@@ -368,12 +403,17 @@ class TrustManager:
             peer.quarantine = change.reason
             peer.score = self.reputation.score(record.key)
         if change.reason:
+            until = record.quarantined_until
             log.warning(
-                "peer %s (%s) quarantined: %s", record.peer_id, record.name or "?", change.reason
-            )
-            self._uncommitted.add(record.key)
+                "peer %s (%s) quarantined (offence %d, for %s): %s",
+                record.peer_id, record.name or "?", record.offences,
+                f"{until - time.time():.0f}s" if until is not None else "?", change.reason,
+            )  # fmt: skip
         else:
-            log.info("peer %s (%s) is out of quarantine", record.peer_id, record.name or "?")
+            log.info(
+                "peer %s (%s) is out of quarantine, on probation again",
+                record.peer_id, record.name or "?",
+            )  # fmt: skip
         self.publish(
             PeerQuarantine(
                 peer_id=record.peer_id,
@@ -383,7 +423,7 @@ class TrustManager:
                 score=round(self.reputation.score(record.key), 3),
             )
         )
-        if change.reason:
+        if record.unsaved:
             self.flush()  # a restart right now must still know
 
     def sync_peers(self) -> None:
@@ -400,26 +440,8 @@ class TrustManager:
         if store is None:
             return
         self._last_flush = self.clock()
-        pending = self.reputation.take_pending()
         try:
-            store.add_reputation(
-                {
-                    key: ReputationDelta(
-                        peer_id=r.peer_id,
-                        name=r.name,
-                        counts=dict(r.pending.counts),
-                        uptime_s=r.pending.uptime_s,
-                        seen_at=time.time(),
-                    )
-                    for key, r in pending.items()
-                }
-            )
-            changes = self.reputation.load(store.load_reputation())
-            for key in list(self._uncommitted):
-                record = self.reputation.get(key)
-                if record is not None and record.quarantined:
-                    store.set_quarantine(key, time.time(), record.quarantined)
-                self._uncommitted.discard(key)
+            changes = sync(store, self.reputation)
         except sqlite3.Error as exc:  # busy (another process) or broken: retry later
             self.counters["store_errors"] += 1
             self._warn("store", f"reputation not saved yet ({exc}); retrying")

@@ -20,6 +20,17 @@ never quarantines anyone; a worker that fails more often than it succeeds, or li
 is). The scheduler multiplies a worker's cost by :func:`cost_factor` and never uses a
 quarantined one.
 
+**Forgiving slowly.** The score is computed from the evidence weighed by its age: each
+observation counts ``0.5 ** (age / half_life_s)`` (a day by default), so with nothing new a
+score drifts back toward the prior. A quarantine is not forever: it lasts ``cooldown_s`` (10
+minutes by default) for a first offence and doubles with each further one (20, 40 minutes...,
+at most ``max_cooldown_s``). When it ends, the bad evidence that caused it is wiped (the
+sentence is served; the lifetime totals keep it, and the offence count stays) and the peer
+is on probation again: :meth:`Reputation.on_probation` until it passes ``probation_checks``
+more blind checks (``spot_passed``). A worker whose lost votes turn out to have been against
+a majority later shown wrong gets them back (:meth:`Reputation.restore_votes`): moved to votes
+won, and a quarantine they caused is lifted and its offence taken back.
+
 The counters persist in the store; :class:`Reputation` keeps them in memory with the
 deltas not yet written, and takes fresh totals from the store after each write (several
 processes may share one store).
@@ -32,132 +43,27 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-FIELDS: tuple[str, ...] = (
-    "tasks_ok",
-    "failures",
-    "timeouts",
-    "corrupt",
-    "votes_won",
-    "votes_lost",
-    "spot_passed",
-    "spot_failed",
+from netcore.trust.scoring import (
+    DEFAULT_POLICY,
+    FIELDS,
+    Policy,
+    Stats,
+    cost_factor,
+    decay,
+    evidence,
+    quarantine_reason,
+    score,
+    verdict,
 )
 
+__all__ = [
+    "DEFAULT_POLICY", "FIELDS", "Change", "Policy", "Record", "Reputation", "Stats",
+    "cost_factor", "decay", "describe_row", "evidence", "quarantine_reason", "score", "verdict",
+]  # fmt: skip
 
 UPTIME_JUDGE_S = 60.0
 """Uptime accumulated before a score is recomputed for it (other evidence: at once or within
 a second)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Weights and thresholds; the defaults are documented in docs/trust.md."""
-
-    truth: Mapping[str, float] = field(
-        default_factory=lambda: {"votes_won": 1.0, "spot_passed": 3.0}
-    )
-    lies: Mapping[str, float] = field(
-        default_factory=lambda: {"votes_lost": 5.0, "spot_failed": 8.0, "corrupt": 5.0}
-    )
-    done: Mapping[str, float] = field(default_factory=lambda: {"tasks_ok": 1.0})
-    failed: Mapping[str, float] = field(default_factory=lambda: {"failures": 1.0, "timeouts": 1.0})
-    uptime_per_hour: float = 0.5
-    """Reliability evidence per hour a peer was seen alive..."""
-    uptime_cap: float = 12.0
-    """...up to this much (a day)."""
-    prior_good: float = 4.0
-    prior_bad: float = 1.0
-    threshold: float = 0.5
-    """A ratio under this quarantines (with enough bad evidence of its kind)."""
-    min_bad: float = 10.0
-    """Bad evidence of one kind needed before a peer can be quarantined for it."""
-
-
-DEFAULT_POLICY = Policy()
-
-
-@dataclass(slots=True)
-class Stats:
-    """Counters of one peer."""
-
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FIELDS, 0))
-    uptime_s: float = 0.0
-
-    def get(self, name: str) -> int:
-        return self.counts.get(name, 0)
-
-    def add(self, name: str, n: int = 1) -> None:
-        if name not in FIELDS:
-            raise KeyError(f"unknown reputation counter {name!r}")
-        self.counts[name] = self.counts.get(name, 0) + n
-
-    def empty(self) -> bool:
-        return not any(self.counts.values()) and self.uptime_s == 0
-
-
-def _sum(stats: Stats, weights: Mapping[str, float]) -> float:
-    return sum(stats.get(k) * w for k, w in weights.items())
-
-
-def evidence(stats: Stats, policy: Policy = DEFAULT_POLICY) -> dict[str, float]:
-    """The four weighed sums: ``truth``, ``lies``, ``done`` (with uptime) and ``failed``."""
-    done = _sum(stats, policy.done)
-    done += min(policy.uptime_cap, stats.uptime_s / 3600 * policy.uptime_per_hour)
-    return {
-        "truth": _sum(stats, policy.truth),
-        "lies": _sum(stats, policy.lies),
-        "done": done,
-        "failed": _sum(stats, policy.failed),
-    }
-
-
-def _ratio(good: float, bad: float, policy: Policy) -> float:
-    return (good + policy.prior_good) / (good + bad + policy.prior_good + policy.prior_bad)
-
-
-def score(stats: Stats, policy: Policy = DEFAULT_POLICY) -> float:
-    """0 < score < 1: the lower of honesty and reliability."""
-    return verdict(stats, policy)[0]
-
-
-def cost_factor(value: float) -> float:
-    """What the scheduler multiplies a worker's cost by: 1.25 for a new peer, ~1 for a
-    reliable one, more the lower its score."""
-    return 1.0 / max(value, 0.05)
-
-
-def quarantine_reason(stats: Stats, policy: Policy = DEFAULT_POLICY) -> str:
-    """Why ``stats`` put a peer in quarantine, or ``""`` when it is usable."""
-    return verdict(stats, policy)[1]
-
-
-def verdict(stats: Stats, policy: Policy = DEFAULT_POLICY) -> tuple[float, str]:
-    """The score of ``stats`` and its quarantine reason (``""``: usable), in one pass."""
-    ev = evidence(stats, policy)
-    honesty = _ratio(ev["truth"], ev["lies"], policy)
-    reliability = _ratio(ev["done"], ev["failed"], policy)
-    value = min(honesty, reliability)
-    if ev["lies"] >= policy.min_bad and honesty < policy.threshold:
-        kinds = policy.lies
-    elif ev["failed"] >= policy.min_bad and reliability < policy.threshold:
-        kinds = policy.failed
-    else:
-        return value, ""
-    # Name the kind of evidence that weighs most.
-    worst = max(kinds, key=lambda k: stats.get(k) * kinds[k])
-    n = stats.get(worst)
-    votes = stats.get("votes_won") + stats.get("votes_lost")
-    spots = stats.get("spot_passed") + stats.get("spot_failed")
-    attempts = stats.get("tasks_ok") + stats.get("failures") + stats.get("timeouts")
-    attempts += stats.get("corrupt")
-    text = {
-        "votes_lost": f"lost {n} of {votes} votes (results that disagree with the majority)",
-        "spot_failed": f"failed {n} of {spots} spot checks (wrong answers to known samples)",
-        "corrupt": f"sent {n} corrupt results (digest does not match the outputs)",
-        "timeouts": f"timed out on {n} of {attempts} tasks",
-        "failures": f"failed {n} of {attempts} tasks",
-    }.get(worst, f"{worst}: {n}")
-    return value, f"score {value:.2f}: {text}"
 
 
 # --- the book of records ---------------------------------------------------------------------
@@ -175,17 +81,38 @@ class Record:
     first_seen: float = 0.0
     last_seen: float = 0.0
     quarantined: str = ""
-    """Reason, or "" when usable."""
+    """Why its quarantine began, or "" when usable."""
     quarantined_at: float | None = None
+    quarantined_until: float | None = None
+    offences: int = 0
+    """Quarantines so far: the next lasts twice as long as the last."""
+    probation_from: float = 0
+    """``spot_passed`` total when its current probation began."""
     score: float = 0.8
-    """The score of :attr:`stats`, kept current by :class:`Reputation` (the scheduler reads
+    """The score of its evidence, kept current by :class:`Reputation` (the scheduler reads
     it for every candidate of every choice)."""
     stats: Stats = field(default_factory=Stats)
-    """``stored`` + ``pending``: every observation."""
+    """``stored`` + ``pending``: every observation, whole."""
+    weights: Stats = field(default_factory=Stats)
+    """The evidence as last read from the store, weighed by age as of ``decayed_at``."""
+    decayed_at: float = 0.0
+    pending_w: Stats = field(default_factory=Stats)
+    """Evidence observed here since the last write (may be negative: votes given back)."""
+    unsaved: str = ""
+    """A quarantine decision not yet written: "begin", "end" or "pardon"."""
+    ended: float | None = None
+    """The end of the quarantine an unsaved "end"/"pardon" closes."""
     stale: bool = False
     """Good evidence came since :attr:`score` was computed (see :meth:`Reputation.refresh`)."""
     unjudged_uptime_s: float = 0.0
     """Uptime added since the score was computed; it goes stale past UPTIME_JUDGE_S."""
+
+    def evidence(self, now: float, half_life: float) -> Stats:
+        """What the score is computed from: the stored evidence decayed to ``now``, plus the
+        evidence observed since."""
+        f = decay(self.decayed_at, now, half_life)
+        counts = {k: self.weights.get(k) * f + self.pending_w.get(k) for k in FIELDS}
+        return Stats(counts, self.weights.uptime_s * f + self.pending_w.uptime_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +153,22 @@ class Reputation:
         record = self.records.get(key)
         return record.quarantined if record else ""
 
+    def on_probation(self, key: str) -> bool:
+        """New, quarantined, or back from quarantine without ``probation_checks`` blind
+        checks passed since."""
+        record = self.records.get(key)
+        if record is None or record.quarantined:
+            return True
+        passed = record.stats.get("spot_passed") - record.probation_from
+        return passed < self.policy.probation_checks
+
     def _record(self, key: str, peer_id: str, name: str) -> Record:
         record = self.records.get(key)
         now = self.clock()
         if record is None:
-            record = Record(key, peer_id, name, first_seen=now, last_seen=now, score=self.prior)
+            record = Record(
+                key, peer_id, name, first_seen=now, last_seen=now, score=self.prior, decayed_at=now
+            )
             self.records[key] = record
         if name:
             record.name = name
@@ -243,16 +181,38 @@ class Reputation:
         record = self._record(key, peer_id, name)
         record.pending.add(counter, n)
         record.stats.add(counter, n)
+        record.pending_w.add(counter, n)
         if counter in self.policy.truth or counter in self.policy.done:
             record.stale = True
             return None
         return self._judge(record)
+
+    def restore_votes(self, key: str, peer_id: str, name: str, count: int = 1) -> Change | None:
+        """``count`` votes this peer lost were against a majority later shown wrong: they
+        become votes won. A quarantine its evidence no longer supports is lifted at once (a
+        pardon: the offence is taken back too). Returns the change, if any."""
+        record = self._record(key, peer_id, name)
+        n = int(min(max(0, count), record.stats.get("votes_lost")))
+        if n <= 0:
+            return None
+        for stats in (record.pending, record.stats):
+            stats.add("votes_lost", -n)
+            stats.add("votes_won", n)
+        now = self.clock()
+        weighed = record.evidence(now, self.policy.half_life_s).get("votes_lost")
+        record.pending_w.add("votes_lost", -min(float(n), weighed))
+        record.pending_w.add("votes_won", n)
+        change = self._judge(record)
+        if record.quarantined and not verdict(self._evidence(record), self.policy)[1]:
+            return self._end(record, pardon=True)
+        return change
 
     def add_uptime(self, key: str, peer_id: str, name: str, seconds: float) -> None:
         record = self._record(key, peer_id, name)
         seconds = max(0.0, seconds)
         record.pending.uptime_s += seconds
         record.stats.uptime_s += seconds
+        record.pending_w.uptime_s += seconds
         # A second of uptime moves a score by ~1e-5: judging every peer each second for it
         # was a good part of an idle node's CPU at 50 peers.
         record.unjudged_uptime_s += seconds
@@ -261,37 +221,72 @@ class Reputation:
 
     def has_pending_counts(self) -> bool:
         """Any unsaved observation other than uptime (uptime alone waits longer, see
-        netcore.trust.manager's UPTIME_FLUSH_S)."""
-        return any(any(r.pending.counts.values()) for r in self.records.values())
+        netcore.trust.manager's UPTIME_FLUSH_S), or an unsaved quarantine decision."""
+        return any(r.unsaved or any(r.pending.counts.values()) for r in self.records.values())
 
     def refresh(self) -> list[Change]:
-        """Recompute the scores that good evidence made stale (the node does it each second)."""
+        """Recompute the scores that good evidence made stale and end the quarantines whose
+        time is up (the node does it each second)."""
         changes = []
+        now = self.clock()
         for record in self.records.values():
-            if record.stale:
+            due = record.quarantined_until is not None and now >= record.quarantined_until
+            if record.stale or (record.quarantined and due):
                 change = self._judge(record)
                 if change is not None:
                     changes.append(change)
         return changes
 
+    def _evidence(self, record: Record) -> Stats:
+        return record.evidence(self.clock(), self.policy.half_life_s)
+
     def _judge(self, record: Record) -> Change | None:
         record.stale = False
         record.unjudged_uptime_s = 0.0
-        record.score, reason = verdict(record.stats, self.policy)
-        if bool(reason) == bool(record.quarantined):
-            record.quarantined = reason or ""  # keep the reason's numbers current
+        now = self.clock()
+        record.score, reason = verdict(self._evidence(record), self.policy, record.stats)
+        if record.quarantined:
+            if record.quarantined_until is not None and now >= record.quarantined_until:
+                return self._end(record, pardon=False)
             return None
+        if not reason:
+            return None
+        record.offences += 1
         record.quarantined = reason
-        record.quarantined_at = self.clock() if reason else None
+        record.quarantined_at = now
+        record.quarantined_until = now + self.policy.cooldown(record.offences)
+        record.unsaved = "begin"
         return Change(record, reason)
+
+    def _end(self, record: Record, pardon: bool) -> Change:
+        """The quarantine is over: served (its bad evidence wiped) or pardoned (its offence
+        taken back); probation begins again."""
+        record.ended = record.quarantined_until
+        record.unsaved = "pardon" if pardon else "end"
+        if pardon:
+            record.offences = max(0, record.offences - 1)
+        else:
+            for k in self.policy.bad:
+                record.weights.counts[k] = 0
+                record.pending_w.counts[k] = 0
+        record.quarantined = ""
+        record.quarantined_at = record.quarantined_until = None
+        record.probation_from = record.stats.get("spot_passed")
+        record.score = verdict(self._evidence(record), self.policy)[0]
+        return Change(record, "")
 
     def take_pending(self) -> dict[str, Record]:
         """Records with unsaved observations (the caller writes them, then :meth:`load`s)."""
-        return {k: r for k, r in self.records.items() if not r.pending.empty()}
+        return {
+            k: r
+            for k, r in self.records.items()
+            if not r.pending.empty() or not r.pending_w.empty()
+        }
 
     def load(self, rows: Iterable[StoredRow]) -> list[Change]:
         """Replace the stored totals with ``rows`` (pending observations are dropped: call
-        after writing them). Records not in ``rows`` (reset elsewhere) are forgotten."""
+        after writing them). Records not in ``rows`` (reset elsewhere) are forgotten. The
+        quarantine state comes from the row, unless a decision here is not written yet."""
         seen: set[str] = set()
         changes: list[Change] = []
         for row in rows:
@@ -302,19 +297,38 @@ class Reputation:
                     row.key, row.peer_id, row.name, first_seen=row.first_seen, score=self.prior
                 )
                 self.records[row.key] = record
+            was = record.quarantined
             record.stored = Stats(
                 {k: int(row.counts.get(k, 0)) for k in FIELDS}, float(row.uptime_s)
             )
             record.pending = Stats()
             record.stats = Stats(dict(record.stored.counts), record.stored.uptime_s)
+            weights = dict(row.weights) if row.weights is not None else {}
+            record.weights = Stats(
+                {k: float(weights.get(k, record.stored.get(k))) for k in FIELDS},
+                float(weights.get("uptime_s", row.uptime_s)),
+            )
+            record.decayed_at = row.decayed_at or row.last_seen
+            record.pending_w = Stats()
             record.name = row.name or record.name
             record.first_seen = row.first_seen or record.first_seen
             record.last_seen = max(record.last_seen, row.last_seen)
-            change = self._judge(record)
-            if change is not None:
-                changes.append(change)
-            if record.quarantined and row.quarantined_at is not None:
+            if not record.unsaved:
+                record.offences = row.offences
+                record.probation_from = row.probation_from
+                started = row.quarantined_at is not None or row.quarantined_until is not None
+                record.quarantined = (row.quarantine_reason or "quarantined") if started else ""
                 record.quarantined_at = row.quarantined_at
+                record.quarantined_until = row.quarantined_until
+                if started and row.quarantined_until is None:  # begun without an end (an
+                    # older p2pai's): it gets one now, written back at the next flush
+                    at = row.quarantined_at or self.clock()
+                    record.offences = max(1, row.offences)
+                    record.quarantined_until = at + self.policy.cooldown(record.offences)
+                    record.unsaved = "begin"
+            self._judge(record)
+            if bool(was) != bool(record.quarantined):
+                changes.append(Change(record, record.quarantined))
         for key in [k for k in self.records if k not in seen]:
             record = self.records.pop(key)
             if record.quarantined:
@@ -342,3 +356,39 @@ class StoredRow(Protocol):
     def last_seen(self) -> float: ...
     @property
     def quarantined_at(self) -> float | None: ...
+    @property
+    def quarantine_reason(self) -> str: ...
+    @property
+    def offences(self) -> int: ...
+    @property
+    def quarantined_until(self) -> float | None: ...
+    @property
+    def probation_from(self) -> int: ...
+    @property
+    def weights(self) -> Mapping[str, float] | None: ...
+    @property
+    def decayed_at(self) -> float: ...
+
+
+def describe_row(
+    row: StoredRow, policy: Policy = DEFAULT_POLICY, now: float | None = None
+) -> dict[str, object]:
+    """What ``reputation show`` says of a stored row: score, state, why and until when."""
+    now = time.time() if now is None else now
+    rep = Reputation(policy, clock=lambda: now)
+    rep.load([row])
+    record = rep.records[row.key]
+    if record.quarantined:
+        state = "quarantined"
+    elif rep.on_probation(row.key):
+        state = "probation"
+    else:
+        state = "ok"
+    return {
+        "score": round(record.score, 3),
+        "state": state,
+        "reason": record.quarantined,
+        "quarantined_at": record.quarantined_at,
+        "quarantined_until": record.quarantined_until,
+        "offences": record.offences,
+    }

@@ -9,12 +9,19 @@ write ``JOURNAL_MIGRATIONS = [["CREATE TABLE ...", ...]]`` and call
 ``store.migrate("journal", JOURNAL_MIGRATIONS)`` after :meth:`Store.open`: each migration
 runs once, in order, inside one transaction with its version bump.
 
-Components here: ``reputation`` (table ``peer_reputation``, one row per peer key).
+Components here: ``reputation`` (table ``peer_reputation``, one row per peer key). Its
+counters come twice: the lifetime totals (``tasks_ok``...: what ``reputation show`` lists)
+and the evidence the score is computed from (``w_tasks_ok``...: the same observations,
+each weighed by its age with a half-life, as of ``decayed_at``; see
+:mod:`netcore.trust.reputation`). A quarantine is a row's state (``quarantined_at``,
+``quarantined_until``, its reason, the ``offences`` so far), set and ended by conditional
+updates, so that two processes sharing the store never count one offence twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import time
@@ -63,7 +70,25 @@ REPUTATION_MIGRATIONS: list[list[str]] = [
         """,
         "CREATE INDEX peer_reputation_peer_id ON peer_reputation (peer_id)",
     ],
+    [
+        # Quarantines that end, evidence that decays (issue 16). An old quarantine, which had
+        # no end, ends 10 minutes (the default first cool-down) after it began.
+        "ALTER TABLE peer_reputation ADD COLUMN offences INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE peer_reputation ADD COLUMN quarantined_until REAL",
+        "ALTER TABLE peer_reputation ADD COLUMN probation_from INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE peer_reputation ADD COLUMN decayed_at REAL NOT NULL DEFAULT 0",
+        *(
+            f"ALTER TABLE peer_reputation ADD COLUMN w_{c} REAL NOT NULL DEFAULT 0"
+            for c in (*REPUTATION_FIELDS, "uptime_s")
+        ),
+        "UPDATE peer_reputation SET decayed_at = last_seen, "
+        + ", ".join(f"w_{c} = {c}" for c in (*REPUTATION_FIELDS, "uptime_s")),
+        "UPDATE peer_reputation SET offences = 1, quarantined_until = quarantined_at + 600"
+        " WHERE quarantined_at IS NOT NULL",
+    ],
 ]
+WEIGHTED: tuple[str, ...] = (*REPUTATION_FIELDS, "uptime_s")
+"""The columns that have a decaying twin ``w_<name>``."""
 
 
 class StoreError(Exception):
@@ -81,17 +106,34 @@ class ReputationRow:
     last_seen: float
     quarantined_at: float | None
     quarantine_reason: str
+    offences: int = 0
+    quarantined_until: float | None = None
+    probation_from: int = 0
+    """``spot_passed`` when its last probation began (0: its first)."""
+    weights: dict[str, float] | None = None
+    """The decaying evidence (``uptime_s`` included), as of ``decayed_at``."""
+    decayed_at: float = 0.0
 
 
 @dataclass(slots=True)
 class ReputationDelta:
-    """What to add to one peer's row."""
+    """What to add to one peer's row: to its totals (``counts``, ``uptime_s``) and to its
+    evidence (``weights``, which may be negative: votes given back)."""
 
     peer_id: str
     name: str
     counts: dict[str, int]
     uptime_s: float = 0.0
     seen_at: float = 0.0
+    weights: dict[str, float] | None = None
+    """None: the same as ``counts`` and ``uptime_s``."""
+
+
+def decay(since: float | None, now: float, half_life: float) -> float:
+    """What evidence from ``since`` weighs at ``now`` (1 with no half-life)."""
+    if since is None or half_life <= 0 or half_life == math.inf:
+        return 1.0
+    return float(0.5 ** (max(0.0, now - since) / half_life))
 
 
 class Store:
@@ -119,6 +161,7 @@ class Store:
         store = cls(path, conn)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.create_function("p2pai_decay", 3, decay, deterministic=True)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal mode is {mode}, not WAL")
@@ -191,67 +234,129 @@ class Store:
 
     def load_reputation(self) -> list[ReputationRow]:
         cols = ", ".join(REPUTATION_FIELDS)
+        wcols = ", ".join(f"w_{c}" for c in WEIGHTED)
         rows = self.conn.execute(
             f"SELECT key, peer_id, name, {cols}, uptime_s, first_seen, last_seen,"
-            " quarantined_at, quarantine_reason FROM peer_reputation"
+            " quarantined_at, quarantine_reason, offences, quarantined_until, probation_from,"
+            f" decayed_at, {wcols} FROM peer_reputation"
         ).fetchall()
         out = []
         n = len(REPUTATION_FIELDS)
         for row in rows:
             counts = dict(zip(REPUTATION_FIELDS, (int(v) for v in row[3 : 3 + n]), strict=True))
+            rest = row[3 + n :]
+            weights = dict(zip(WEIGHTED, (float(v) for v in rest[9:]), strict=True))
             out.append(
                 ReputationRow(
                     key=row[0],
                     peer_id=row[1],
                     name=row[2],
                     counts=counts,
-                    uptime_s=float(row[3 + n]),
-                    first_seen=float(row[4 + n]),
-                    last_seen=float(row[5 + n]),
-                    quarantined_at=None if row[6 + n] is None else float(row[6 + n]),
-                    quarantine_reason=row[7 + n] or "",
+                    uptime_s=float(rest[0]),
+                    first_seen=float(rest[1]),
+                    last_seen=float(rest[2]),
+                    quarantined_at=None if rest[3] is None else float(rest[3]),
+                    quarantine_reason=rest[4] or "",
+                    offences=int(rest[5]),
+                    quarantined_until=None if rest[6] is None else float(rest[6]),
+                    probation_from=int(rest[7]),
+                    decayed_at=float(rest[8]),
+                    weights=weights,
                 )
             )
         return out
 
-    def add_reputation(self, deltas: Mapping[str, ReputationDelta]) -> None:
-        """Add counters to each peer's row (creating it), in one transaction."""
+    def add_reputation(
+        self, deltas: Mapping[str, ReputationDelta], half_life: float = math.inf
+    ) -> None:
+        """Add to each peer's row (creating it), in one transaction: its evidence decays
+        with ``half_life`` seconds up to the delta's time before the delta is added."""
         if not deltas:
             return
         cols = ", ".join(REPUTATION_FIELDS)
+        wcols = ", ".join(f"w_{c}" for c in WEIGHTED)
         marks = ", ".join("?" for _ in REPUTATION_FIELDS)
+        wmarks = ", ".join("?" for _ in WEIGHTED)
         adds = ", ".join(f"{c} = {c} + excluded.{c}" for c in REPUTATION_FIELDS)
+        decays = ", ".join(
+            f"w_{c} = MAX(0, w_{c} * p2pai_decay(decayed_at, excluded.decayed_at, ?)"
+            f" + excluded.w_{c})"
+            for c in WEIGHTED
+        )
         sql = (
             f"INSERT INTO peer_reputation (key, peer_id, name, {cols}, uptime_s, first_seen,"
-            f" last_seen) VALUES (?, ?, ?, {marks}, ?, ?, ?)"
+            f" last_seen, decayed_at, {wcols}) VALUES (?, ?, ?, {marks}, ?, ?, ?, ?, {wmarks})"
             f" ON CONFLICT (key) DO UPDATE SET {adds}, uptime_s = uptime_s + excluded.uptime_s,"
+            f" {decays}, decayed_at = MAX(decayed_at, excluded.decayed_at),"
             " name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,"
             " last_seen = MAX(last_seen, excluded.last_seen)"
         )
+        half = half_life if half_life > 0 and half_life != math.inf else 0.0
         params: list[tuple[Any, ...]] = []
         for key, delta in deltas.items():
             seen = delta.seen_at or time.time()
+            counts = [int(delta.counts.get(c, 0)) for c in REPUTATION_FIELDS]
+            if delta.weights is None:
+                weights = [*map(float, counts), float(delta.uptime_s)]
+            else:
+                weights = [float(delta.weights.get(c, 0.0)) for c in WEIGHTED]
             params.append(
                 (
-                    key,
-                    delta.peer_id,
-                    delta.name,
-                    *(int(delta.counts.get(c, 0)) for c in REPUTATION_FIELDS),
-                    float(delta.uptime_s),
-                    seen,
-                    seen,
+                    key, delta.peer_id, delta.name, *counts, float(delta.uptime_s), seen, seen,
+                    seen, *weights, *([half] * len(WEIGHTED)),
                 )
-            )
+            )  # fmt: skip
         with self.transaction() as conn:
             conn.executemany(sql, params)
 
-    def set_quarantine(self, key: str, at: float | None, reason: str) -> None:
-        """Record (or with ``at=None`` clear) a peer's quarantine."""
+    def set_quarantine(
+        self,
+        key: str,
+        at: float | None,
+        reason: str,
+        until: float | None = None,
+        offences: int | None = None,
+    ) -> bool:
+        """Begin a quarantine (``at`` set) unless one is running; with ``at=None`` clear any
+        (``reputation reset``-like). False when another process's quarantine runs already."""
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE peer_reputation SET quarantined_at = ?, quarantine_reason = ?"
-                " WHERE key = ?",
-                (at, reason if at is not None else "", key),
+            if at is None:
+                return (
+                    conn.execute(
+                        "UPDATE peer_reputation SET quarantined_at = NULL, quarantine_reason = '',"
+                        " quarantined_until = NULL WHERE key = ?",
+                        (key,),
+                    ).rowcount
+                    > 0
+                )
+            return (
+                conn.execute(
+                    "UPDATE peer_reputation SET quarantined_at = ?, quarantine_reason = ?,"
+                    " quarantined_until = ?, offences = COALESCE(?, offences + 1)"
+                    " WHERE key = ? AND (quarantined_until IS NULL OR quarantined_until <= ?)",
+                    (at, reason, until, offences, key, at),
+                ).rowcount
+                > 0
+            )
+
+    def end_quarantine(
+        self, key: str, until: float, probation_from: int, clear: Sequence[str], pardon: bool
+    ) -> bool:
+        """End the quarantine that was to last ``until`` (a no-op if it is not that one any
+        more): its evidence ``clear`` is wiped (the sentence is served) and probation starts
+        again from ``probation_from``; a ``pardon`` (the votes it lost are given back) also
+        takes back the offence."""
+        wipe = "".join(f", w_{c} = 0" for c in clear if c in WEIGHTED)
+        back = ", offences = MAX(0, offences - 1)" if pardon else ""
+        with self.transaction() as conn:
+            return (
+                conn.execute(
+                    "UPDATE peer_reputation SET quarantined_at = NULL, quarantine_reason = '',"
+                    f" quarantined_until = NULL, probation_from = ?{wipe}{back}"
+                    " WHERE key = ? AND (quarantined_until = ? OR quarantined_until IS NULL)",
+                    (probation_from, key, until),
+                ).rowcount
+                > 0
             )
 
     def reset_reputation(self, keys: Sequence[str] | None = None) -> int:
