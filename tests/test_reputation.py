@@ -196,7 +196,7 @@ def test_probation_ends_after_three_blind_checks_since_it_began() -> None:
     now = [1000.0]
     book = Reputation(Policy(cooldown_s=10.0), clock=lambda: now[0])
     assert book.on_probation("new"), "an unknown identity is on probation"
-    for n in range(3):
+    for _ in range(3):
         assert book.on_probation("K1")
         book.note("K1", "p1", "one", "spot_passed")
     assert not book.on_probation("K1")
