@@ -16,6 +16,7 @@ itself finds (an input it cannot encode) stay final at once: see ``TERMINAL_CODE
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,7 +55,8 @@ def answer_fault(
     arr = outputs.get(label)
     if arr is None:
         return f"no {label!r} output"
-    if declared[label] and arr.dtype.name != declared[label]:
+    want = _dtype(declared[label]) if declared[label] else None
+    if want is not None and arr.dtype != want:
         return f"output {label!r} is {arr.dtype.name}, the model gives {declared[label]}"
     first = next(iter(inputs.values()), None)
     batch = first.shape[0] if first is not None and first.ndim else 1
@@ -62,6 +64,15 @@ def answer_fault(
     if rows != batch:
         return f"output {label!r} has {rows} rows for {batch} samples"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(name: str) -> np.dtype[Any] | None:
+    """A manifest's dtype name as numpy's (None for a name numpy does not know: unchecked)."""
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return None
 
 
 def answer_spec(

@@ -103,13 +103,17 @@ class WorkShare:
     def slots(self, peer: Peer) -> int:
         return max(1, peer.capacity) * self.slots_per_capacity
 
-    def cost(self, peer: Peer, model: str, typical: float, factor: float = 1.0) -> float:
+    def cost(self, peer: Peer, model: str, typical: float | None, factor: float = 1.0) -> float:
+        """``typical``: the median measured service for the model (None: computed if needed)."""
         m = self._seen.get((peer.peer_id, model))
         success = m.success if m is not None else 1.0
         if m is not None and m.service is not None:
             service = m.service
         else:  # our own round trips to it (pings, other models' tasks), else the typical one
-            service = peer.rtt if peer.rtt is not None else typical
+            if peer.rtt is not None:
+                service = peer.rtt
+            else:
+                service = typical if typical is not None else self.typical(model)
         service = max(service, 0.0002)
         outstanding = peer.inflight + max(0, peer.remote_queued) + 1
         return outstanding * service / max(success, 0.05) * factor
@@ -136,7 +140,8 @@ class WorkShare:
                 bound = max(1.0, self.probation_share * (inflight_total + 1))
                 allowed = [p for p in trial if p.inflight == 0 and busy < bound]
                 open_ = settled + allowed
-        typical = self.typical(model)
+        unknown = any(p.rtt is None and (p.peer_id, model) not in self._seen for p in open_)
+        typical = self.typical(model) if unknown else None
 
         def weigh(p: Peer) -> float:
             f = factor(p) if factor is not None else 1.0
