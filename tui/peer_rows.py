@@ -65,9 +65,13 @@ class PeerRoster:
             if row.state == GONE:
                 if row.gone_at is not None and now - row.gone_at >= PEER_LINGER_S:
                     del self.rows[peer_id]
-            elif peer is None:
+                continue
+            if peer is None:
                 row.state, row.reason, row.gone_at = GONE, "gone", now
-            elif row.state == CONNECTING and peer.greeted:
+                continue
+            if peer.name and row.name != peer.name:
+                row.name = peer.name  # from the authenticated hello, which may come after the row
+            if row.state == CONNECTING and peer.greeted:
                 row.state = ALIVE
             elif row.state in (ALIVE, EVASIVE):
                 row.state = EVASIVE if peer.state.value == EVASIVE else ALIVE

@@ -27,9 +27,15 @@ async def test_peers_appear_tasks_run_and_quit_leaves(tmp_path: Path) -> None:
             await wait_until(lambda: len(app.peers_pane.row_keys()) == 2, what="two peer rows")
             ids = {w.peer_id for w in workers}
             assert set(app.peers_pane.row_keys()) == ids
-            names = {(app.peers_pane.cell(i, "name") or ("",))[0] for i in ids}
-            assert names == {"worker-1", "worker-2"}
             await wait_until(lambda: len(node.usable_peers(model="digits")) == 2, what="greeted")
+            # Names come from the authenticated hello (never from mDNS TXT): shown once greeted.
+            await wait_until(
+                lambda: (
+                    {(app.peers_pane.cell(i, "name") or ("",))[0] for i in ids}
+                    == {"worker-1", "worker-2"}
+                ),
+                what="the peers' names from their hello",
+            )
 
             # d: one task, a digit with its confidence, on one of the workers.
             await pilot.press("d")
