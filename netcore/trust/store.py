@@ -30,20 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from netcore.trust.scoring import FIELDS
+
 DB_FILE = "p2pai.db"
 BUSY_TIMEOUT_MS = 500
 """How long a write waits for another process's transaction; past it, it is retried later."""
 
-REPUTATION_FIELDS: tuple[str, ...] = (
-    "tasks_ok",
-    "failures",
-    "timeouts",
-    "corrupt",
-    "votes_won",
-    "votes_lost",
-    "spot_passed",
-    "spot_failed",
-)
+REPUTATION_FIELDS: tuple[str, ...] = FIELDS
 """The integer counters of a peer's reputation, in column order."""
 
 REPUTATION_MIGRATIONS: list[list[str]] = [
