@@ -76,6 +76,10 @@ class ModelSpec:
     """Name of the installed plugin whose pre/post-processing goes with this model."""
     source: str = ""
     """Where the model came from: ``shipped``, ``user``, ``plugin`` or ``fetched``."""
+    kind: str | None = None
+    """What it takes and gives (netcore.models.kinds): ``tabular`` when not said."""
+    kind_params: dict[str, Any] = field(default_factory=dict)
+    """The kind's parameters (image size, colour mode, tokenizer, columns...)."""
 
     def wire_entry(self) -> dict[str, Any]:
         """The model entry advertised in ``hello`` (PROTOCOL.md §4)."""
@@ -175,6 +179,8 @@ def parse_manifest(data: Any, base_dir: Path, where: str) -> ModelSpec:
             description=str(data.get("description", "")),
             processing=str(data["processing"]) if data.get("processing") else None,
             source=str(data.get("source", "")),
+            kind=str(data["kind"]) if data.get("kind") else None,
+            kind_params=dict(data.get("kind_params") or {}),
         )
     except KeyError as exc:
         raise ModelError(f"{where}: missing {exc}") from None

@@ -110,7 +110,10 @@ async def test_verified_mode_uses_the_two_workers_make_run_starts(tmp_path: Path
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_until(lambda: len(node.usable_peers(model="digits")) == 2, what="workers")
-            assert "v" in {key.key for key in app.query(FooterKey)}, "v is in the footer"
+            # The footer recomposes its keys when the bindings refresh (a peer came): wait for it.
+            await wait_until(
+                lambda: "v" in {key.key for key in app.query(FooterKey)}, what="v in the footer"
+            )
             await pilot.press("v")
             assert app.verify and app.verifier is not None
             assert app.verifier.redundancy == 2 < VERIFY_REDUNDANCY
