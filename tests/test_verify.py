@@ -246,6 +246,26 @@ async def test_probation_workers_never_vote_and_get_trials(swarm: FakeSwarm) -> 
     assert verifier.stats.trials >= 1 and verifier.stats.mismatches == 1
 
 
+async def test_a_majority_shown_wrong_gives_the_dissenter_its_vote_back(
+    swarm: FakeSwarm,
+) -> None:
+    """Two colluders outvote one honest worker; the blind check of the accepted answer (our own
+    copy says 7) convicts them, and the honest worker's lost vote is restored."""
+    swarm.registry = Reference(7)  # type: ignore[assignment]
+    swarm.worker("honest", says(7))
+    swarm.worker("c1", says(3), delay=0.01)
+    swarm.worker("c2", says(3), delay=0.02)
+    verifier = Verifier(swarm, redundancy=3, vote="label", check_rate=1.0, wait_s=0.2)
+    outcome = await run(verifier)
+    await settle(verifier)
+    assert swarm.trust.count("honest", "votes_lost") == 1
+    assert swarm.trust.count("honest", "votes_restored") == 1
+    assert swarm.trust.count("c1", "votes_restored") == 0
+    assert verifier.stats.votes_restored == 1 and verifier.stats.quarantined == 2
+    # The colluders are out; one voter is left: the re-issued vote cannot be decided.
+    assert not outcome.ok and outcome.error_code == "too_few_workers"
+
+
 def test_check_rate_rises_with_the_share_of_work() -> None:
     policy = CheckPolicy(0.1, seed=1)
     for i in range(100):

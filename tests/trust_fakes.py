@@ -56,6 +56,10 @@ class FakeTrust:
     def count(self, peer_id: str, counter: str) -> int:
         return self.records.count((peer_id, counter))
 
+    def restore_votes(self, peer_ids: list[str], count: int = 1) -> None:
+        for peer_id in peer_ids:
+            self.records.append((peer_id, "votes_restored"))
+
 
 class FakeSwarm:
     """A node-like object (``submit``, ``scheduler``, ``peers``, ``trust``, ``registry``)."""

@@ -111,6 +111,13 @@ class Verifier:
         if peer_id and trust is not None:
             trust.record(peer_id, counter)
 
+    def _restore(self, peer_ids: list[str]) -> None:
+        restore = getattr(getattr(self.node, "trust", None), "restore_votes", None)
+        dissenters = [p for p in peer_ids if p]
+        if restore is not None and dissenters:
+            self.stats.votes_restored += len(dissenters)
+            restore(dissenters)
+
     def _usable(self, model: str, sha256: str | None) -> list[str]:
         return [p.peer_id for p in self.node.scheduler.candidates(model, sha256)]
 
@@ -187,6 +194,8 @@ class Verifier:
             for worker in outcome.voters:
                 if worker not in outcome.dissenters and worker != outcome.worker:
                     self.checker.convict(worker, model, "the accepted answer", "otherwise")
+            # The majority was shown wrong: those who lost the vote to it get their vote back.
+            self._restore(outcome.dissenters)
             self.stats.reissued += 1
         assert outcome is not None
         return outcome

@@ -23,6 +23,11 @@ def verify_summary(stats: Mapping[str, int], redundancy: int, vote: str) -> str:
             f"{stats.get('mismatches', 0)} mismatches, "
             f"{stats.get('quarantined', 0)} workers quarantined, "
             f"{stats.get('reissued', 0)} re-issued"
+            + (
+                f", {stats['votes_restored']} lost votes restored"
+                if stats.get("votes_restored")
+                else ""
+            )
         )
     if stats.get("waited"):
         parts.append(

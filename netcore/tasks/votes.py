@@ -53,6 +53,8 @@ class VerifyStats:
     mismatches: int = 0
     quarantined: int = 0
     """Workers a blind check proved wrong (and quarantined)."""
+    votes_restored: int = 0
+    """Lost votes given back: the majority that won them failed its blind check."""
     reissued: int = 0
     """Results of a convicted worker that were not final yet, run again elsewhere."""
     trials: int = 0
