@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 
 class Waiters:
@@ -17,12 +16,16 @@ class Waiters:
 
     async def wait(self, timeout: float) -> None:
         """Until woken or ``timeout`` seconds passed, whichever comes first."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._futures.append(fut)
+        # A timer on the future itself: asyncio.wait_for wraps it in more futures and
+        # callbacks, a cost paid by every task that waits for a slot.
+        timer = loop.call_later(timeout, _settle, fut)
         try:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(fut, timeout)
+            await fut
         finally:
+            timer.cancel()
             if fut in self._futures:
                 self._futures.remove(fut)
 
@@ -39,3 +42,8 @@ class Waiters:
             if not fut.done():
                 fut.set_result(None)
                 return
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
