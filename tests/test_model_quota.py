@@ -74,7 +74,8 @@ async def test_least_recently_used_fetched_models_make_room_user_models_stay(
         assert outcome.ok, outcome.error
         assert stored(worker) == {"mine", "gamma", "beta"}
         assert worker.fetcher.quota.used() <= QUOTA
-        await run(requester, "gamma")  # gamma newest, beta older
+        outcome = await run(requester, "gamma")  # gamma newest, beta older
+        assert outcome.ok and outcome.worker == worker.peer_id, outcome.error
     # The last uses survive a restart (file atimes are not trusted: an index is kept).
     index = json.loads((wrk_cfg.data_dir / "models" / USAGE_FILE).read_text())
     assert len(index["last_used"]) == 2
