@@ -57,9 +57,7 @@ def _replace_outputs(model: Any, nodes: Sequence[Any], outputs: Sequence[Any]) -
     graph.output.extend(outputs)
 
 
-def _image_front(
-    model: Any, old: str, name: str, dims: Sequence[int | str], prefix: str
-) -> None:
+def _image_front(model: Any, old: str, name: str, dims: Sequence[int | str], prefix: str) -> None:
     """uint8 NHWC BGR pixels -> the float NCHW input PaddleOCR's graphs take."""
     onnx = _onnx()
     helper = onnx.helper

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netcore.models.registry import ModelError, ModelRegistry, ModelSpec, parse_manifest, sha256_file
+from netcore.models.registry import (
+    ModelError,
+    ModelRegistry,
+    ModelSpec,
+    parse_manifest,
+    sha256_file,
+)
 from netcore.models.store import atomic_write, sha256_bytes
 
 log = logging.getLogger("p2pai.models.packaged")

@@ -72,7 +72,7 @@ def decode_image(data: bytes, key: str, mode: str, ground: int = 0) -> Any:
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         back = Image.new("RGBA", rgba.size, (ground, ground, ground, 255))
-        image = Image.alpha_composite(back, rgba)
+        return Image.alpha_composite(back, rgba).convert(mode)
     return image.convert(mode)
 
 
@@ -159,10 +159,17 @@ class ImageClassification(Kind):
         label_name = self.spec.label_output or "label"
         probs = outputs.get("probabilities")
         label = outputs.get(label_name)
-        if label is None and probs is None:
-            raise InputError(f"model {self.graph} returned neither {label_name} nor probabilities")
-        row = np.asarray(probs, dtype=np.float64)[0] if probs is not None else None
-        cls = int(np.asarray(label).reshape(-1)[0]) if label is not None else int(np.argmax(row))
+        row: np.ndarray | None = None
+        if probs is not None:
+            arr = np.asarray(probs)
+            if arr.ndim == 2 and arr.shape[0] == 1 and arr.dtype.kind == "f":
+                row = arr[0].astype(np.float64)
+        if label is not None and np.asarray(label).size == 1:
+            cls = int(np.asarray(label).reshape(-1)[0])
+        elif row is not None and row.size:
+            cls = int(np.argmax(row))
+        else:
+            raise InputError(f"model {self.graph} returned no usable {label_name}")
         names = self.spec.labels
         result: dict[str, Any] = {
             "label": names[cls] if 0 <= cls < len(names) else str(cls),
@@ -170,7 +177,7 @@ class ImageClassification(Kind):
             "confidence": None,
             "probabilities": None,
         }
-        if row is not None and row.ndim == 1 and 0 <= cls < row.size:
+        if row is not None and 0 <= cls < row.size and np.all(np.isfinite(row)):
             result["confidence"] = round(float(row[cls]), 4)
             result["probabilities"] = [round(float(p), 4) for p in row]
         return result

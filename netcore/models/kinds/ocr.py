@@ -196,7 +196,7 @@ class Ocr(Kind):
         if self.use_cls:
             lines = await self._upright(lines, infer)
         texts = await self._recognise(lines, infer)
-        records = []
+        records: list[dict[str, Any]] = []
         for (box, _), (text, score) in zip(found, texts, strict=True):
             if score < self.text_score or not text:
                 continue
@@ -213,7 +213,7 @@ class Ocr(Kind):
                     "box": [[round(float(x)), round(float(y))] for x, y in corners],
                 }
             )
-        return {"text": "\n".join(r["text"] for r in records), "lines": records}
+        return {"text": "\n".join(str(r["text"]) for r in records), "lines": records}
 
     async def _upright(self, lines: list[np.ndarray], infer: Infer) -> list[np.ndarray]:
         """Lines the angle classifier finds upside down (> 0.9) turned 180 degrees."""
@@ -226,7 +226,9 @@ class Ocr(Kind):
         angle = np.asarray(out["angle"])
         turned = []
         for i, line in enumerate(lines):
-            flip = angle.shape == (len(lines), 2) and angle[i, 1] > 0.9 and angle[i, 1] > angle[i, 0]
+            flip = (
+                angle.shape == (len(lines), 2) and angle[i, 1] > 0.9 and angle[i, 1] > angle[i, 0]
+            )
             turned.append(np.ascontiguousarray(line[::-1, ::-1]) if flip else line)
         return turned
 
@@ -238,7 +240,10 @@ class Ocr(Kind):
         batches: list[list[int]] = [[]]
         for i in order:
             widest = max(math.ceil(REC_HEIGHT * REC_MIN_RATIO), widths[i])
-            if batches[-1] and (len(batches[-1]) + 1) * REC_HEIGHT * widest * 3 > self.rec_batch_bytes:
+            if (
+                batches[-1]
+                and (len(batches[-1]) + 1) * REC_HEIGHT * widest * 3 > self.rec_batch_bytes
+            ):
                 batches.append([])
             batches[-1].append(i)
         decoded = await asyncio.gather(*(self._rec_batch(lines, widths, b, infer) for b in batches))
