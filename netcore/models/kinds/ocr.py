@@ -13,8 +13,8 @@ A page is a pipeline of graphs, each run through the swarm with ``infer``:
 
 The pre- and post-processing follow rapidocr 3.10 (its defaults for PP-OCRv6, see
 ``../shared/MODELS-OFFLINE.md``) without importing it. Record fields: ``text`` (the lines
-joined by newlines) and ``lines``, each ``{"text", "score", "box"}`` with the box's four
-corners in the page's pixels.
+joined by newlines; boxes side by side on one line are joined by a space) and ``lines``, each
+box ``{"text", "score", "box"}`` with its four corners in the page's pixels.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class Ocr(Kind):
             raise InputError(f"{page.key}: detection returned a map of shape {prob_u8.shape}")
         prob = prob_u8[0, 0].astype(np.float32) / 255.0
         h, w = page.image.shape[:2]
-        found = sort_boxes(boxes_from_map(prob, w, h, self.db))
+        found, line_of = sort_boxes(boxes_from_map(prob, w, h, self.db))
         if not found:
             return {"text": "", "lines": []}
         lines = [crop_line(page.image, box) for box, _ in found]
@@ -197,9 +197,11 @@ class Ocr(Kind):
             lines = await self._upright(lines, infer)
         texts = await self._recognise(lines, infer)
         records: list[dict[str, Any]] = []
-        for (box, _), (text, score) in zip(found, texts, strict=True):
+        rows: dict[int, list[str]] = {}
+        for (box, _), (text, score), row in zip(found, texts, line_of, strict=True):
             if score < self.text_score or not text:
                 continue
+            rows.setdefault(row, []).append(text)
             corners = box.copy()
             corners[:, 1] -= page.top
             corners[:, 0] *= page.scale[0]
@@ -213,7 +215,8 @@ class Ocr(Kind):
                     "box": [[round(float(x)), round(float(y))] for x, y in corners],
                 }
             )
-        return {"text": "\n".join(str(r["text"]) for r in records), "lines": records}
+        text = "\n".join(" ".join(parts) for _, parts in sorted(rows.items()))
+        return {"text": text, "lines": records}
 
     async def _upright(self, lines: list[np.ndarray], infer: Infer) -> list[np.ndarray]:
         """Lines the angle classifier finds upside down (> 0.9) turned 180 degrees."""

@@ -118,17 +118,20 @@ def boxes_from_map(
     return found
 
 
-def sort_boxes(found: list[tuple[np.ndarray, float]]) -> list[tuple[np.ndarray, float]]:
-    """Top to bottom, then left to right within a line (tops within SORT_Y_THRESHOLD)."""
+def sort_boxes(
+    found: list[tuple[np.ndarray, float]],
+) -> tuple[list[tuple[np.ndarray, float]], list[int]]:
+    """Top to bottom, then left to right within a line (tops within SORT_Y_THRESHOLD of the
+    box above); with each box's line number."""
     if not found:
-        return found
+        return found, []
     tops = np.array([b[0][0, 1] for b in found])
     order = np.argsort(tops, kind="stable")
     ys = tops[order]
     lines = np.concatenate([[0], np.cumsum(np.diff(ys) >= SORT_Y_THRESHOLD)])
     xs = np.array([found[i][0][0, 0] for i in order])
     final = np.lexsort((xs, lines))
-    return [found[order[i]] for i in final]
+    return [found[order[i]] for i in final], [int(lines[i]) for i in final]
 
 
 def crop_line(image: np.ndarray, box: np.ndarray) -> np.ndarray:
