@@ -80,7 +80,12 @@ async def test_vectors_match_the_wheels_model_run_directly(
     for _, inputs in infer.calls:
         ((shape, dtype),) = inputs.values()
         assert dtype == "int32" and shape[1] in (16, 32, 64, 128)
-    similar = [np.asarray((await kind.run(kind.parts(kind.read(Item("t", value=t)))[0], infer))["embedding"]) for t in SENTENCES[:3]]
+    similar = [
+        np.asarray(
+            (await kind.run(kind.parts(kind.read(Item("t", value=t)))[0], infer))["embedding"]
+        )
+        for t in SENTENCES[:3]
+    ]
     assert cosine(similar[0], similar[1]) > cosine(similar[0], similar[2])
 
 
@@ -139,6 +144,10 @@ def test_same_result_is_cosine(kind: TextEmbedding) -> None:
     base = np.random.default_rng(1).normal(size=384)
     near = base + np.random.default_rng(2).normal(size=384) * 1e-3
     far = np.random.default_rng(3).normal(size=384)
-    assert kind.same_result({"chunk": 0, "embedding": list(base)}, {"chunk": 0, "embedding": list(near)})
-    assert not kind.same_result({"chunk": 0, "embedding": list(base)}, {"chunk": 0, "embedding": list(far)})
+    assert kind.same_result(
+        {"chunk": 0, "embedding": list(base)}, {"chunk": 0, "embedding": list(near)}
+    )
+    assert not kind.same_result(
+        {"chunk": 0, "embedding": list(base)}, {"chunk": 0, "embedding": list(far)}
+    )
     assert kind.vote == "cosine"

@@ -123,7 +123,11 @@ def test_bad_files_are_one_line_errors(registry: ModelRegistry, tmp_path: Path) 
     text = tmp_path / "notes.png"
     text.write_text("not an image at all\n")
     missing = tmp_path / "gone.png"
-    for path, words in ((truncated, "corrupt image"), (text, "not an image"), (missing, "cannot read")):
+    for path, words in (
+        (truncated, "corrupt image"),
+        (text, "not an image"),
+        (missing, "cannot read"),
+    ):
         with pytest.raises(InputError) as err:
             kind.read(Item(path.name, path))
         message = str(err.value)
@@ -135,10 +139,12 @@ async def test_rows_run_the_float_graph(
     registry: ModelRegistry, held_out: tuple[np.ndarray, np.ndarray]
 ) -> None:
     """A .npy row (0-16 already) keeps working: it runs digits itself, not digits-u8."""
-    x, y = held_out
+    x, _y = held_out
     kind = kind_for(registry.find("digits"))  # type: ignore[arg-type]
     infer = LocalInfer(registry)
-    labels = [(await kind.run(kind.read(Item(str(i), value=x[i])), infer))["class"] for i in range(40)]
+    labels = [
+        (await kind.run(kind.read(Item(str(i), value=x[i])), infer))["class"] for i in range(40)
+    ]
     direct = registry.load(registry.find("digits")).run({"input": x[:40]})["label"]  # type: ignore[arg-type]
     assert labels == direct.tolist()
     assert set(infer.models) == {"digits"}

@@ -45,6 +45,8 @@ def kind_input(
         kind = kind_for(spec, **{k: v for k, v in options.items() if v is not None})
     except KindError as exc:
         raise CliError(str(exc)) from None
+    if raw_input == "-" or raw_input.startswith("@"):
+        return None  # JSON on stdin or in a file: the tensor path
     path = Path(raw_input)
     if path.is_file():
         if kind.accepts(path):
@@ -57,15 +59,24 @@ def kind_input(
         )
     if path.is_dir():
         raise CliError(f"{raw_input} is a folder: `p2pai map {model} {raw_input} -o OUT` runs one")
-    if kind.takes_text and raw_input not in ("-",) and not raw_input.startswith("@"):
+    if kind.takes_text:
         return kind, Item("text", value=raw_input)
     if raw_input.lower().endswith(tuple(kind.suffixes)):
         raise CliError(f"no such file: {raw_input}")
     return None
 
 
-async def run_kind(client: Any, kind: Kind, item: Item) -> list[dict[str, Any]]:
-    """Read ``item`` here, run its parts through ``client``'s peers, return the records."""
+def read_item(kind: Kind, item: Item) -> list[Any]:
+    """The item read and split into its parts here, before any socket opens (a bad file is
+    one line and no connection)."""
+    try:
+        return kind.parts(kind.read(item))
+    except (InputError, KindError) as exc:
+        raise CliError(str(exc)) from None
+
+
+async def run_parts(client: Any, kind: Kind, parts: list[Any]) -> list[dict[str, Any]]:
+    """Run each part through ``client``'s peers (one task per graph call); the records."""
 
     async def infer(model: str, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         outcome = await client.submit(model, dict(inputs))
@@ -75,13 +86,9 @@ async def run_kind(client: Any, kind: Kind, item: Item) -> list[dict[str, Any]]:
         return outputs
 
     try:
-        prepared = kind.read(item)
-        records = []
-        for part in kind.parts(prepared):
-            records.append(await kind.run(part, infer))
+        return [await kind.run(part, infer) for part in parts]
     except (InputError, KindError) as exc:
         raise CliError(str(exc)) from None
-    return records
 
 
 def echo_records(records: list[dict[str, Any]]) -> None:

@@ -378,7 +378,7 @@ def _infer_kind(
 ) -> bool:
     """``infer MODEL FILE`` through the model's kind (netcore.cli.infer_file); False when
     INPUT is for the tensor path."""
-    from netcore.cli.infer_file import echo_records, kind_input, run_kind
+    from netcore.cli.infer_file import echo_records, kind_input, read_item, run_parts
     from netcore.models.plugins import load_registry
     from netcore.node import Node
 
@@ -386,6 +386,7 @@ def _infer_kind(
     if found is None:
         return False
     kind, item = found
+    parts = read_item(kind, item)
 
     async def main() -> int:
         client = Node(config)
@@ -396,7 +397,7 @@ def _infer_kind(
                     f"found {len(peers)} of {wait_peers} worker(s) on network "
                     f"{config.network!r} after {timeout:g}s"
                 )
-            records = await run_kind(client, kind, item)
+            records = await run_parts(client, kind, parts)
         echo_records(records)
         return 0
 

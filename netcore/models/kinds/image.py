@@ -27,6 +27,14 @@ import numpy as np
 from netcore.models.kinds.base import Infer, InputError, Item, Kind, KindError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+IMAGE_MAGIC = (
+    (b"\x89PNG", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 MAX_PIXELS = 64_000_000
 """Larger images are refused (a decompression bomb costs memory before it is resized)."""
 
@@ -63,6 +71,9 @@ def decode_image(data: bytes, key: str, mode: str, ground: int = 0) -> Any:
     except InputError:
         raise
     except UnidentifiedImageError:
+        known = next((name for magic, name in IMAGE_MAGIC if data.startswith(magic)), None)
+        if known is not None:
+            raise InputError(f"{key}: corrupt image (a {known} header, unreadable data)") from None
         raise InputError(f"{key}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{key}: image too large to decode safely") from None
