@@ -9,8 +9,9 @@ refused, with a warning, rather than run under our manifest), folds the fixed ar
 the graph (:mod:`netcore.models.folding`) and registers the result like any other model, so
 workers serve it and peers without the extra can fetch it (``model_get``).
 
-The folded graphs are built once into ``<data dir>/models/packaged/`` with a manifest that
-remembers the source file's size and mtime: the source is hashed again only when it changed.
+The folded graphs are built once into the user's cache directory (:func:`cache_dir_for`) with
+a manifest that remembers the source file's path, size and mtime: the source is hashed again
+only when it changed.
 A model whose extra is missing is one line (:func:`missing_extra`).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +179,19 @@ def missing_extra(name: str) -> str | None:
 
 
 def cache_dir_for(config: Any) -> Path:
+    """Where the folded graphs are built: the user's cache directory, shared by every node
+    and client of this user (the builds are deterministic and derived from read-only wheel
+    files, so one copy serves all; 55 MB per data dir would add up). A cache directory that
+    cannot be created falls back to ``<data dir>/models/packaged``."""
+    import platformdirs
+
+    shared = Path(platformdirs.user_cache_dir("p2pai", appauthor=False)) / "packaged"
+    try:
+        shared.mkdir(parents=True, exist_ok=True)
+        if os.access(shared, os.W_OK):
+            return shared
+    except OSError:
+        pass
     base = getattr(config, "base_dir", None) or config.data_dir
     return Path(base) / "models" / "packaged"
 
