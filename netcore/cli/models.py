@@ -274,6 +274,12 @@ def named_result(model: str, result: Any, outcome: Any, registry: Any) -> Any:
     task_timeout=30.0,
     task_timeout_help="Seconds one attempt may take (a worker may first fetch the model).",
 )
+@click.option(
+    "--invert",
+    is_flag=True,
+    default=None,
+    help="Images: dark ink on a light ground (a scan), turned light on dark for the model.",
+)
 def infer(
     interfaces: tuple[str, ...],
     port: int,
@@ -286,6 +292,7 @@ def infer(
     wait_peers: int,
     timeout: float,
     task_timeout: float,
+    invert: bool | None,
 ) -> None:
     """Run MODEL once on a peer with INPUT and print the result as JSON.
 
@@ -296,6 +303,10 @@ def infer(
     `results`: each sample's label name, class and confidence. INPUT is
     checked against the model's inputs before it is sent; values convert to the model's
     dtype when nothing is lost.
+
+    A model with a kind takes a FILE (docs/models.md): an image for digits (--invert for dark
+    ink on white), a page for ocr, a .txt/.md file or a text for minilm; each record's result
+    fields are printed as one JSON line (one per chunk of a long text).
     """
     from netcore.models.inputs import InputError, read_infer_input
     from netcore.models.locate import UnknownModel, find_workers, peer_signature
@@ -306,6 +317,8 @@ def infer(
     config = client_config(
         interfaces, port, network, data_dir, name, with_models=True, task_timeout=task_timeout
     )
+    if _infer_kind(config, model, raw_input, wait_peers, timeout, {"invert": invert}):
+        return
     try:
         raw = read_infer_input(raw_input)
     except InputError as exc:
@@ -350,6 +363,42 @@ def infer(
         except PluginError as exc:
             raise CliError(str(exc)) from None
         click.echo(json.dumps(named_result(model, result, outcome, client.registry)))
+        return 0
+
+    sys.exit(run_async(main()))
+
+
+def _infer_kind(
+    config: Config,
+    model: str,
+    raw_input: str,
+    wait_peers: int,
+    timeout: float,
+    options: dict[str, Any],
+) -> bool:
+    """``infer MODEL FILE`` through the model's kind (netcore.cli.infer_file); False when
+    INPUT is for the tensor path."""
+    from netcore.cli.infer_file import echo_records, kind_input, read_item, run_parts
+    from netcore.models.plugins import load_registry
+    from netcore.node import Node
+
+    found = kind_input(model, raw_input, load_registry(config), options)
+    if found is None:
+        return False
+    kind, item = found
+    parts = read_item(kind, item)
+
+    async def main() -> int:
+        client = Node(config)
+        async with client:
+            peers = await client.wait_for_peers(wait_peers, timeout)
+            if len(peers) < wait_peers:
+                raise CliError(
+                    f"found {len(peers)} of {wait_peers} worker(s) on network "
+                    f"{config.network!r} after {timeout:g}s"
+                )
+            records = await run_parts(client, kind, parts)
+        echo_records(records)
         return 0
 
     sys.exit(run_async(main()))

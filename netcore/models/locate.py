@@ -51,7 +51,13 @@ def peer_label(peer: Peer) -> str:
 
 
 def unknown_model_line(model: str, local: Sequence[str], peers: Iterable[Peer]) -> str:
-    """``unknown model 'x': this node holds digits, iris; peers hold digits (w1, w2)``."""
+    """``unknown model 'x': this node holds digits, iris; peers hold digits (w1, w2)``; for a
+    packaged model whose extra is not installed, the extra to install."""
+    from netcore.models.packaged import missing_extra
+
+    extra = missing_extra(model)
+    if extra is not None:
+        return extra
     held: dict[str, list[str]] = {}
     for peer in _workers(peers):
         for name in sorted({str(m.get("name")) for m in peer.models}):

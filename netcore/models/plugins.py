@@ -163,7 +163,15 @@ def load_registry(config: Config) -> ModelRegistry:
                 continue
             if spec is not None:
                 registry.add(spec)
+        _add_packaged(registry, config)
     return registry
+
+
+def _add_packaged(registry: ModelRegistry, config: Config) -> None:
+    """The models built from installed packages' weights (netcore.models.packaged)."""
+    from netcore.models.packaged import add_packaged, cache_dir_for
+
+    add_packaged(registry, cache_dir_for(config))
 
 
 def processing_for(model: str, registry: ModelRegistry | None = None) -> ModelPlugin | None:

@@ -100,7 +100,7 @@ class Checker:
         if expected is None:
             return None
         self.stats.checked += 1
-        if self.keys.key(model, expected) == self.keys.key(model, outcome):
+        if self.keys.same(self.keys.key(model, expected), self.keys.key(model, outcome)):
             self._record(worker, "spot_passed")
             self.changed.set()
             return True

@@ -276,7 +276,8 @@ class Verifier:
                     if outcome.ok and self.checker.convicted_since(outcome.worker, started):
                         failures.append(outcome)  # caught lying meanwhile: it does not count
                     elif outcome.ok:
-                        groups.setdefault(self.keys.key(model, outcome), []).append(outcome)
+                        key = self.keys.group(groups, self.keys.key(model, outcome))
+                        groups.setdefault(key, []).append(outcome)
                     else:
                         failures.append(outcome)
                         if outcome.error_code in TERMINAL_CODES:
@@ -393,7 +394,7 @@ class Verifier:
                 continue
             if not outcome.ok:
                 continue  # the scheduler already counted its failure or timeout
-            if self.keys.key(model, outcome) == winner:
+            if self.keys.same(self.keys.key(model, outcome), winner):
                 self._won(outcome.worker)
             else:
                 self._lost(model, outcome)

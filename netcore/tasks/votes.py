@@ -1,8 +1,12 @@
 """Vote counting for verified results (:mod:`netcore.tasks.verify`).
 
-Results are compared by ``digest`` (bit-identical outputs) or by the model's ``label_output``
-(the class label, for float outputs that differ between hardware). :class:`VoteKeys` turns one
-result into the key it votes with; :func:`no_majority_reason` says why a vote failed.
+Results are compared by ``digest`` (bit-identical outputs), by the model's ``label_output``
+(the class label, for float outputs that differ between hardware), or by ``cosine`` (every
+float output row within cosine :data:`COSINE_SAME` of the other's, other outputs exactly: an
+embedding computed on two machines differs in its last bits). :class:`VoteKeys` turns one
+result into the key it votes with and says whether two keys agree (:meth:`VoteKeys.same`;
+equality, except for cosine keys); :func:`no_majority_reason` says why a vote failed.
+A model's kind (netcore.models.kinds) names the mode that fits it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from netcore.tasks.scheduler import TaskOutcome
 
-VOTE_MODES = ("digest", "label")
+VOTE_MODES = ("digest", "label", "cosine")
 MAX_REDUNDANCY = 9
+COSINE_SAME = 0.999
+"""Two float rows agree when their cosine is at least this (both all zeros agree too)."""
 
 
 @dataclass(slots=True)
@@ -105,6 +112,8 @@ class VoteKeys:
     def key(self, model: str, outcome: TaskOutcome) -> bytes:
         if self.vote == "digest":
             return b"D" + outcome.digest
+        if self.vote == "cosine":
+            return cosine_key(outcome.outputs)
         name = self.label_name(model, outcome)
         arr = outcome.outputs.get(name) if name else None
         if arr is None:
@@ -112,13 +121,84 @@ class VoteKeys:
         arr = np.ascontiguousarray(arr)
         return b"L" + f"{arr.dtype.str}{arr.shape}".encode() + arr.tobytes()
 
+    def same(self, a: bytes, b: bytes) -> bool:
+        """Whether two results' keys agree: equal keys, or cosine keys whose float rows are
+        within :data:`COSINE_SAME`."""
+        if a == b:
+            return True
+        if a[:1] == b"C" and b[:1] == b"C":
+            return cosine_agree(a, b)
+        return False
+
+    def group(self, groups: Iterable[bytes], key: bytes) -> bytes:
+        """The key of the group ``key`` joins: the first that agrees with it, else itself
+        (cosine agreement is not transitive; a group is judged by its first member)."""
+        if key[:1] != b"C":
+            return key
+        return next((k for k in groups if self.same(k, key)), key)
+
     def describe(self, model: str, outcome: TaskOutcome) -> str:
+        if self.vote == "cosine":
+            return f"vector {outcome.digest.hex()[:8]}"
         name = self.label_name(model, outcome)
         arr = outcome.outputs.get(name) if name else None
         if arr is not None and arr.size:
             shown = ",".join(str(v) for v in np.asarray(arr).reshape(-1)[:3].tolist())
             return f"label {shown}"
         return f"digest {outcome.digest.hex()[:8]}"
+
+
+def cosine_key(outputs: Any) -> bytes:
+    """A result as a cosine vote key: each output (by name) with dtype, shape and bytes."""
+    packed = []
+    for name in sorted(outputs):
+        arr = np.ascontiguousarray(outputs[name])
+        packed.append([name, arr.dtype.str, list(arr.shape), arr.tobytes()])
+    return b"C" + msgpack.packb(packed, use_bin_type=True)
+
+
+def _unpack(key: bytes) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, dtype, shape, data in msgpack.unpackb(key[1:], raw=False):
+        arrays[name] = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)
+    return arrays
+
+
+def rows_agree(x: np.ndarray, y: np.ndarray) -> bool:
+    """Float arrays with the same shape, row by row (first axis) within COSINE_SAME."""
+    if x.shape != y.shape:
+        return False
+    if x.size == 0:
+        return True
+    a = x.reshape(x.shape[0], -1).astype(np.float64) if x.ndim else x.reshape(1, 1)
+    b = y.reshape(y.shape[0], -1).astype(np.float64) if y.ndim else y.reshape(1, 1)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return False
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.sum(a * b, axis=1) / (na * nb)
+    return bool(np.all(both_zero | (cos >= COSINE_SAME)))
+
+
+def cosine_agree(a: bytes, b: bytes) -> bool:
+    """Two cosine keys agree: the same outputs, floats by cosine per row, the rest exactly."""
+    try:
+        x, y = _unpack(a), _unpack(b)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return False
+    if set(x) != set(y):
+        return False
+    for name, left in x.items():
+        right = y[name]
+        if left.dtype != right.dtype:
+            return False
+        if left.dtype.kind == "f":
+            if not rows_agree(left, right):
+                return False
+        elif left.shape != right.shape or not np.array_equal(left, right):
+            return False
+    return True
 
 
 def quarantine_note(peers: Iterable[Any]) -> str:
