@@ -82,11 +82,11 @@ from netcore.models.signature import SignatureMismatch, fit_samples
 )
 @click.option(
     "--vote",
-    type=click.Choice(["digest", "label"]),
+    type=click.Choice(["digest", "label", "cosine"]),
     default="digest",
     show_default=True,
-    help="Compare results bit for bit (digest) or by class label (float outputs may "
-    "differ between hardware).",
+    help="Compare results bit for bit (digest), by class label (float outputs may "
+    "differ between hardware) or float outputs by cosine >= 0.999 (embeddings).",
 )
 @click.option(
     "--spot-check",
