@@ -138,6 +138,8 @@ def map_command(
     except PlanError as exc:
         raise UsageLine(str(exc)) from None
     kind = plan.kind
+    for note in plan.inputs.notes:
+        note_line(note)
     try:
         writer = open_writer(output, record_columns(kind))
     except WriterError as exc:

@@ -19,8 +19,8 @@ import numpy as np
 from netcore.models.kinds.base import InputError, Item, Kind
 
 
-def content_hash(item: Item) -> str:
-    """The sha256 (hex) of ``item``'s content; an :class:`InputError` if it cannot be read."""
+def content_hash(item: Item) -> bytes:
+    """The sha256 of ``item``'s content; an :class:`InputError` if it cannot be read."""
     h = hashlib.sha256()
     value = item.value
     if value is None:
@@ -34,7 +34,7 @@ def content_hash(item: Item) -> str:
         h.update(b"array\0")
         h.update(f"{arr.dtype.str}{arr.shape}\0".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+    return h.digest()
 
 
 def _numbers(item: Item, value: Any) -> np.ndarray:

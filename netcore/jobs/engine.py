@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from netcore.jobs import trace
+from netcore.jobs.batcher import split_rows
 from netcore.jobs.content import content_hash
 from netcore.jobs.journal import JobJournal, Parts
 from netcore.jobs.records import Record, failed_record, makes_chunks, ok_records
@@ -36,6 +37,8 @@ log = logging.getLogger("p2pai.jobs")
 
 WINDOW = 1024
 """Items in flight (and records held for their turn) at most, by default."""
+BLOCK = 256
+"""Inputs of one ``infer`` call at most, by default (see :attr:`Job.block`)."""
 PULL = 256
 """Items taken from the source, hashed and looked up at once."""
 RATE_SPAN_S = 5.0
@@ -111,6 +114,7 @@ class Job:
         identity: str = "",
         fresh: bool = False,
         window: int = WINDOW,
+        block: int = BLOCK,
         total: int | None = None,
         on_progress: Callable[[JobProgress], None] | None = None,
         progress_every_s: float = 0.1,
@@ -122,12 +126,17 @@ class Job:
         self.identity = identity
         self.fresh = fresh
         self.window = max(1, window)
+        self.block = max(1, block)
+        """Inputs read and sent as one call of ``infer`` (the rows of a task, ``--batch``)
+        when the kind runs one sample an input (:meth:`Kind.run` not overridden)."""
         self.total = total
         self.on_progress = on_progress
         self.progress_every_s = progress_every_s
         self.stats = JobStats()
         self.chunked = makes_chunks(kind)
-        self._inflight: dict[str, asyncio.Future[Parts]] = {}
+        self.blocks = type(kind).run is Kind.run and not self.chunked
+        self._inflight: dict[bytes, tuple[asyncio.Future[Parts], str]] = {}
+        """Content hash -> the computation of the input that has it, and that input's key."""
         self._running: set[asyncio.Task[None]] = set()
         self._early: dict[int, list[Record]] = {}
         self._next_emit = 0
@@ -136,11 +145,14 @@ class Job:
         self._started = 0.0
         self._last_progress = 0.0
         self._rates: deque[tuple[float, int]] = deque()
+        self._sent_before: set[bytes] = set()
 
     # --- the main loop ---------------------------------------------------------------------
 
     async def run(self, items: Iterable[Item], stop: asyncio.Event | None = None) -> JobStats:
         self._started = time.monotonic()
+        if self.journal is not None and not self.fresh:
+            self._sent_before = self.journal.sent_before(self.identity)
         source: Iterator[Item] = iter(items)
         watcher = asyncio.ensure_future(self._watch(stop)) if stop is not None else None
         started = 0
@@ -190,7 +202,7 @@ class Job:
 
     def _start(self, chunk: list[Item], first: int) -> None:
         self.stats.inputs += len(chunk)
-        waiting: list[tuple[int, Item, str]] = []
+        waiting: list[tuple[int, Item, bytes]] = []
         for i, item in enumerate(chunk):
             index = first + i
             if isinstance(item, Unreadable):
@@ -202,72 +214,81 @@ class Job:
                 self._failed(index, item.key, str(exc), "read")
                 continue
             waiting.append((index, item, content))
-        found = {}
+        found: dict[bytes, Parts] = {}
         if self.journal is not None and not self.fresh and waiting:
             found = self.journal.lookup(self.identity, [c for _, _, c in waiting])
         loop = asyncio.get_running_loop()
+        work: list[_Work] = []
         for index, item, content in waiting:
-            hit = found.get(content)
-            if hit is not None and hit.state == "done" and hit.parts is not None:
+            parts = found.get(content)
+            if parts is not None:
                 self.stats.from_journal += 1
-                self._emitted_ok(index, ok_records(item.key, hit.parts, self.chunked))
+                self._emitted_ok(index, ok_records(item.key, parts, self.chunked))
                 continue
             shared = self._inflight.get(content)
             if shared is not None:
                 self.stats.duplicates += 1
-                coro = self._share(index, item, shared)
-            else:
-                future: asyncio.Future[Parts] = loop.create_future()
-                future.add_done_callback(_retrieve)
-                self._inflight[content] = future
-                again = hit is not None and hit.state == "sent"
-                coro = self._compute(index, item, content, future, again)
-            task = loop.create_task(coro)
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    # --- one item --------------------------------------------------------------------------
-
-    async def _compute(
-        self, index: int, item: Item, content: str, future: asyncio.Future[Parts], again: bool
-    ) -> None:
-        try:
-            parts = await self._run_item(item, content)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except InputError as exc:
-            future.set_exception(exc)
-            stage = "read" if isinstance(exc, _ReadFailed) else "run"
-            self._failed(index, item.key, str(exc), stage)
-        except Exception as exc:  # a kind's bug on this input: its record says so, job goes on
-            log.warning("input %s raised", item.key, exc_info=True)
-            future.set_exception(InputError(f"internal error: {type(exc).__name__}: {exc}"))
-            self._failed(
-                index, item.key, f"internal error: {type(exc).__name__}: {exc}", "internal"
-            )
+                self._spawn(self._share(index, item, shared))
+                continue
+            future: asyncio.Future[Parts] = loop.create_future()
+            future.add_done_callback(_retrieve)
+            self._inflight[content] = (future, item.key)
+            work.append(_Work(index, item, content, future, content in self._sent_before))
+        if self.blocks:
+            for start in range(0, len(work), self.block):
+                self._spawn(self._compute_block(work[start : start + self.block]))
         else:
-            future.set_result(parts)
-            self.stats.computed += 1
-            if again:
-                self.stats.recomputed += 1
-            self._emitted_ok(index, ok_records(item.key, parts, self.chunked))
-        finally:
-            self._inflight.pop(content, None)
+            for w in work:
+                self._spawn(self._compute(w))
 
-    async def _share(self, index: int, item: Item, future: asyncio.Future[Parts]) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    # --- settling an input -----------------------------------------------------------------
+
+    def _settle(self, w: _Work, parts: Parts) -> None:
+        self._inflight.pop(w.content, None)
+        if not w.future.done():
+            w.future.set_result(parts)
+        self.stats.computed += 1
+        if w.again:
+            self.stats.recomputed += 1
+        self._emitted_ok(w.index, ok_records(w.item.key, parts, self.chunked))
+
+    def _settle_failed(self, w: _Work, exc: BaseException) -> None:
+        self._inflight.pop(w.content, None)
+        if isinstance(exc, InputError):
+            stage = "read" if isinstance(exc, _ReadFailed) else "run"
+            message = str(exc)
+        else:  # a kind's bug on this input: its record says so, the job goes on
+            log.warning("input %s raised", w.item.key, exc_info=exc)
+            stage, message = "internal", f"internal error: {type(exc).__name__}: {exc}"
+            exc = InputError(message)
+        if not w.future.done():
+            w.future.set_exception(exc)
+        self._failed(w.index, w.item.key, message, stage)
+
+    def _cancelled(self, work: Sequence[_Work]) -> None:
+        for w in work:
+            self._inflight.pop(w.content, None)
+            w.future.cancel()
+
+    # --- one input at a time (a kind with its own run: pipelines, chunks) ------------------
+
+    async def _compute(self, w: _Work) -> None:
         try:
-            parts = await asyncio.shield(future)
-        except InputError as exc:
-            self._failed(index, item.key, str(exc), "run")
+            parts = await self._run_item(w.item, w.content)
         except asyncio.CancelledError:
+            self._cancelled([w])
             raise
         except Exception as exc:
-            self._failed(index, item.key, str(exc), "internal")
+            self._settle_failed(w, exc)
         else:
-            self._emitted_ok(index, ok_records(item.key, parts, self.chunked))
+            self._settle(w, parts)
 
-    async def _run_item(self, item: Item, content: str) -> Parts:
+    async def _run_item(self, item: Item, content: bytes) -> Parts:
         try:
             prepared = self.kind.read(item)
             pieces = self.kind.parts(prepared)
@@ -276,7 +297,7 @@ class Job:
         if not pieces:
             raise _ReadFailed(f"{item.key}: nothing in it to compute")
         if self.journal is not None:
-            await self.journal.mark_sent(self.identity, content)
+            await self.journal.mark_sent(self.identity, [content])
         if len(pieces) == 1:
             parts = [await self._run_part(pieces[0])]
         else:
@@ -288,8 +309,113 @@ class Job:
                 raise failed
             parts = [r for r in results if not isinstance(r, BaseException)]
         if self.journal is not None:
-            await self.journal.put_done(self.identity, content, parts)
+            await self.journal.put_done(self.identity, [(content, parts)])
         return parts
+
+    # --- a block of inputs at once (a kind that runs one sample an input) ------------------
+
+    async def _compute_block(self, work: list[_Work]) -> None:
+        """Read each input, send their samples as one call (a group per sample shape), then
+        finish each: the per-input cost is the kind's own work, not a coroutine each."""
+        groups: dict[tuple[Any, ...], list[tuple[_Work, Any, dict[str, np.ndarray]]]] = {}
+        for w in work:
+            try:
+                prepared = self.kind.read(w.item)
+                sample = {n: np.asarray(a) for n, a in self.kind.sample(prepared).items()}
+                key = tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in sample.items()))
+            except InputError as exc:
+                self._settle_failed(w, _ReadFailed(str(exc)))
+                continue
+            except Exception as exc:
+                self._settle_failed(w, exc)
+                continue
+            groups.setdefault(key, []).append((w, prepared, sample))
+        if not groups:
+            return
+        ready = [entry[0] for group in groups.values() for entry in group]
+        try:
+            if self.journal is not None:
+                await self.journal.mark_sent(self.identity, [w.content for w in ready])
+            if len(groups) == 1:
+                done = await self._run_group(next(iter(groups.values())))
+            else:
+                found = await asyncio.gather(*(self._run_group(g) for g in groups.values()))
+                done = [d for group in found for d in group]
+            if self.journal is not None and done:
+                await self.journal.put_done(self.identity, [(w.content, p) for w, p in done])
+        except asyncio.CancelledError:
+            self._cancelled([w for w in ready if not w.future.done()])
+            raise
+        except Exception as exc:
+            for w in ready:
+                if not w.future.done():
+                    self._settle_failed(w, exc)
+            return
+        for w, parts in done:
+            self._settle(w, parts)
+
+    async def _run_group(
+        self, group: list[tuple[_Work, Any, dict[str, np.ndarray]]]
+    ) -> list[tuple[_Work, Parts]]:
+        """One infer call for a group's samples; the inputs that failed are settled here,
+        those that did are returned with their parts (journaled, then settled, by the
+        caller)."""
+        names = list(group[0][2])
+        rows = [sample[names[0]].shape[0] for _, _, sample in group]
+        inputs = (
+            group[0][2]
+            if len(group) == 1
+            else {n: np.concatenate([sample[n] for _, _, sample in group]) for n in names}
+        )
+        found = trace.Trace()
+        token = trace.current.set(found)
+        try:
+            outputs = await self.infer(self.kind.spec.name, inputs)
+        except InputError as exc:
+            for w, _, _ in group:
+                self._settle_failed(w, exc)
+            return []
+        finally:
+            trace.current.reset(token)
+        split, problem = split_rows(outputs, rows)
+        if problem is not None:
+            for w, _, _ in group:
+                self._settle_failed(w, InputError(problem))
+            return []
+        done = []
+        worker, latency_ms = found.worker, found.latency_ms
+        for (w, prepared, _), outs in zip(group, split, strict=True):
+            try:
+                fields = self.kind.finish(prepared, outs)
+            except Exception as exc:
+                self._settle_failed(w, exc)
+                continue
+            done.append(
+                (w, [{"fields": plain(fields), "worker": worker, "latency_ms": latency_ms}])
+            )
+        return done
+
+    # --- one input shared with another of the same content ---------------------------------
+
+    async def _share(
+        self, index: int, item: Item, shared: tuple[asyncio.Future[Parts], str]
+    ) -> None:
+        future, owner = shared
+        try:
+            parts = await asyncio.shield(future)
+        except InputError as exc:
+            message = str(exc)
+            if message.startswith(f"{owner}: "):  # said of the other input: of this one
+                message = f"{item.key}: {message.removeprefix(f'{owner}: ')}"
+            stage = "read" if isinstance(exc, _ReadFailed) else "run"
+            self._failed(index, item.key, message, stage)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(index, item.key, str(exc), "internal")
+        else:
+            self.stats.ok += 1
+            self._put(index, ok_records(item.key, parts, self.chunked))
 
     async def _run_part(self, piece: Any) -> dict[str, Any]:
         found = trace.Trace()
@@ -306,7 +432,7 @@ class Job:
         self.stats.failed += 1
         self.stats.failures[stage] += 1
         if len(self.stats.first_errors) < FIRST_ERRORS:
-            self.stats.first_errors.append(error if error.startswith(key) else f"{key}: {error}")
+            self.stats.first_errors.append(f"input {key}: {error.removeprefix(f'{key}: ')}")
         self._put(index, [failed_record(key, error)])
 
     def _emitted_ok(self, index: int, records: list[Record]) -> None:
@@ -360,6 +486,18 @@ class Job:
             return
         self._last_progress = now
         self.on_progress(self.progress())
+
+
+@dataclass(slots=True)
+class _Work:
+    """An input to compute: its place, its content hash, the future its duplicates await."""
+
+    index: int
+    item: Item
+    content: bytes
+    future: asyncio.Future[Parts]
+    again: bool
+    """An earlier run sent it and died before its result came back."""
 
 
 class _ReadFailed(InputError):

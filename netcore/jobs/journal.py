@@ -1,15 +1,16 @@
 """The job journal: every input's result by (job identity, content hash), in SQLite.
 
 Its own file, ``jobs.db`` in the data dir (WAL, one writer), beside the task journal. An
-input is marked ``sent`` before its tasks go out and ``done`` (with its result as JSON) when
-they are back; writes of one turn of the event loop share one commit
-(:class:`netcore.tasks.group_commit.GroupCommit`), so journaling costs a few microseconds an
-input, not a commit each.
+input's content hash (sha256, a 32-byte key) is logged as ``sent`` before its tasks go out
+(an append to a table without an index: cheap), and its result is stored as JSON when they
+are back. The writes of one turn of the event loop share one commit
+(:class:`netcore.tasks.group_commit.GroupCommit`), so journaling costs microseconds an input,
+not a commit each.
 
-Running the same job again reads the ``done`` results instead of computing them; an input
-found ``sent`` had its tasks out when the last run died and is computed again (what the
-summary counts as ``recomputed``). A result is a list of parts (one, or a long text's chunks),
-each ``{"fields": ..., "worker": ..., "latency_ms": ...}``.
+Running the same job again reads the stored results instead of computing them. An input that
+was logged as sent but has no result had its tasks out when the last run died: it is computed
+again, and counted (the summary's ``recomputed``). A result is a list of parts (one, or a
+long text's chunks), each ``{"fields": ..., "worker": ..., "latency_ms": ...}``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,20 @@ LOOKUP_CHUNK = 500
 """Content hashes looked up in one SELECT (SQLite's limit on parameters is higher)."""
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS identities (
+    ident    INTEGER PRIMARY KEY,
+    identity TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS results (
-    identity TEXT NOT NULL,
-    content  TEXT NOT NULL,
-    state    TEXT NOT NULL CHECK (state IN ('sent', 'done')),
-    parts    TEXT,
-    updated  REAL NOT NULL,
-    PRIMARY KEY (identity, content)
+    ident   INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    parts   TEXT NOT NULL,
+    PRIMARY KEY (ident, content)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent (
+    ident   INTEGER NOT NULL,
+    content BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id   TEXT PRIMARY KEY,
     identity TEXT NOT NULL,
@@ -59,14 +65,6 @@ class JobJournalError(Exception):
     """The journal cannot be opened or written; the message names the file and why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """What the journal holds for one input."""
-
-    state: str
-    parts: Parts | None
-
-
 class JobJournal:
     """Results of jobs by (identity, content hash); see the module's doc."""
 
@@ -78,6 +76,8 @@ class JobJournal:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
+            self.conn.execute("PRAGMA cache_size=-65536")  # up to 64 MiB, as the table grows
+            self.conn.execute("PRAGMA wal_autocheckpoint=10000")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise JobJournalError(
@@ -88,62 +88,88 @@ class JobJournal:
             self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise JobJournalError(f"cannot open the job journal {self.path}: {exc}") from None
+        self._idents: dict[str, int] = {}
         self._writes: GroupCommit[tuple[Any, ...], None] = GroupCommit(self._write)
 
     def close(self) -> None:
         self.conn.close()
 
+    def _ident(self, identity: str) -> int:
+        ident = self._idents.get(identity)
+        if ident is None:
+            row = self.conn.execute(
+                "SELECT ident FROM identities WHERE identity = ?", (identity,)
+            ).fetchone()
+            if row is None:
+                self._run("INSERT INTO identities (identity) VALUES (?)", (identity,))
+                row = self.conn.execute(
+                    "SELECT ident FROM identities WHERE identity = ?", (identity,)
+                ).fetchone()
+            ident = self._idents[identity] = int(row[0])
+        return ident
+
     # --- reads -----------------------------------------------------------------------------
 
-    def lookup(self, identity: str, contents: Sequence[str]) -> dict[str, Found]:
-        """What the journal holds for each of ``contents`` (those it holds nothing for are
-        left out)."""
-        found: dict[str, Found] = {}
+    def lookup(self, identity: str, contents: Sequence[bytes]) -> dict[bytes, Parts]:
+        """The stored results of those of ``contents`` that have one."""
+        ident = self._ident(identity)
+        found: dict[bytes, Parts] = {}
         unique = list(dict.fromkeys(contents))
         for start in range(0, len(unique), LOOKUP_CHUNK):
             chunk = unique[start : start + LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
-                f"SELECT content, state, parts FROM results WHERE identity = ? "
-                f"AND content IN ({marks})",
-                (identity, *chunk),
+                f"SELECT content, parts FROM results WHERE ident = ? AND content IN ({marks})",
+                (ident, *chunk),
             ).fetchall()
-            for content, state, parts in rows:
-                found[content] = Found(state, json.loads(parts) if parts else None)
+            for content, parts in rows:
+                found[bytes(content)] = json.loads(parts)
         return found
 
-    def counts(self, identity: str) -> dict[str, int]:
-        rows = self.conn.execute(
-            "SELECT state, COUNT(*) FROM results WHERE identity = ? GROUP BY state", (identity,)
-        ).fetchall()
-        return {state: int(n) for state, n in rows}
+    def sent_before(self, identity: str) -> set[bytes]:
+        """The inputs an earlier run sent but has no result for (its tasks were out when it
+        died). The marks of inputs that have a result since are dropped first, so this set
+        stays small: at most what was in flight at each death."""
+        ident = self._ident(identity)
+        self._run(
+            "DELETE FROM sent WHERE ident = ? AND EXISTS (SELECT 1 FROM results r "
+            "WHERE r.ident = sent.ident AND r.content = sent.content)",
+            (ident,),
+        )
+        rows = self.conn.execute("SELECT content FROM sent WHERE ident = ?", (ident,))
+        return {bytes(r[0]) for r in rows}
+
+    def stored(self, identity: str) -> int:
+        """How many results the journal holds for ``identity``."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM results r JOIN identities i ON i.ident = r.ident "
+            "WHERE i.identity = ?",
+            (identity,),
+        ).fetchone()
+        return int(row[0])
 
     # --- writes (grouped into one commit a loop turn) --------------------------------------
 
-    async def mark_sent(self, identity: str, content: str) -> None:
-        await self._writes(("sent", identity, content))
+    async def mark_sent(self, identity: str, contents: Sequence[bytes]) -> None:
+        await self._writes(("sent", self._ident(identity), list(contents)))
 
-    async def put_done(self, identity: str, content: str, parts: Parts) -> None:
-        await self._writes(("done", identity, content, json.dumps(parts, separators=(",", ":"))))
+    async def put_done(self, identity: str, results: Sequence[tuple[bytes, Parts]]) -> None:
+        dumps = json.dumps
+        rows = [(c, dumps(parts, separators=(",", ":"))) for c, parts in results]
+        await self._writes(("done", self._ident(identity), rows))
 
     def _write(self, ops: list[tuple[Any, ...]]) -> list[None]:
-        now = time.time()
-        sent = [(op[1], op[2], now) for op in ops if op[0] == "sent"]
-        done = [(op[1], op[2], op[3], now) for op in ops if op[0] == "done"]
+        sent = [(op[1], c) for op in ops if op[0] == "sent" for c in op[2]]
+        done = [(op[1], c, parts) for op in ops if op[0] == "done" for c, parts in op[2]]
         try:
             with self.conn:
                 self.conn.execute("BEGIN")
                 if sent:
-                    self.conn.executemany(
-                        "INSERT INTO results (identity, content, state, updated) "
-                        "VALUES (?, ?, 'sent', ?) ON CONFLICT DO NOTHING",
-                        sent,
-                    )
+                    self.conn.executemany("INSERT INTO sent (ident, content) VALUES (?, ?)", sent)
                 if done:
+                    done.sort()  # neighbouring keys: fewer pages touched
                     self.conn.executemany(
-                        "INSERT INTO results (identity, content, state, parts, updated) "
-                        "VALUES (?, ?, 'done', ?, ?) ON CONFLICT (identity, content) DO UPDATE "
-                        "SET state = 'done', parts = excluded.parts, updated = excluded.updated",
+                        "INSERT OR REPLACE INTO results (ident, content, parts) VALUES (?, ?, ?)",
                         done,
                     )
         except sqlite3.Error as exc:

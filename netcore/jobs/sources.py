@@ -162,6 +162,11 @@ class JobInputs:
         for source in self.sources:
             yield from source.items()
 
+    @property
+    def notes(self) -> list[str]:
+        """What was chosen for the user (a table's columns of numbers), to be said."""
+        return [n for s in self.sources for n in getattr(s, "notes", ())]
+
 
 def takes_text(suffixes: Sequence[str] | frozenset[str]) -> str:
     shown = ", ".join(sorted(suffixes))

@@ -18,7 +18,8 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from netcore.models.kinds.base import Item
 
 BATCH_ROWS = 1024
 """Rows of a Parquet file read at once."""
+PEEK_ROWS = 50
+"""Rows of a CSV looked at to tell its columns of numbers (when no column is named)."""
 
 
 def _shown(names: Sequence[str], limit: int = 12) -> str:
@@ -90,6 +93,28 @@ def _add_numbers(out: list[float], value: Any) -> str | None:
     return f"holds {type(value).__name__}, not numbers"
 
 
+def _numeric_column(cells: list[str]) -> bool:
+    """Whether the first cells of a column are mostly numbers (the empty ones aside: a few
+    bad cells are those rows' errors, not a column of text)."""
+    given = [c.strip() for c in cells if c.strip()]
+    numbers = sum(1 for c in given if c.startswith("[") or _float(c) is not None)
+    return bool(given) and numbers * 2 > len(given)
+
+
+def _numeric_type(dtype: Any) -> bool:
+    import pyarrow as pa
+
+    while (
+        pa.types.is_list(dtype)
+        or pa.types.is_large_list(dtype)
+        or pa.types.is_fixed_size_list(dtype)
+    ):
+        dtype = dtype.value_type
+    return bool(
+        pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+    )
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -126,6 +151,8 @@ class _Table:
     prefix: str
     columns: tuple[str, ...]
     text: bool
+    notes: list[str] = field(default_factory=list)
+    """What was chosen for the user, to be said (the columns of numbers picked)."""
 
     def key(self, n: int) -> str:
         return f"{self.prefix}{n}"
@@ -164,9 +191,23 @@ class CsvTable(_Table):
         return fh, rows, names, headerless
 
     def check(self) -> None:
-        fh, _, names, _ = self._open()
-        fh.close()
+        fh, rows, names, headerless = self._open()
+        with fh:
+            head = list(islice(rows, PEEK_ROWS))
         _pick(self.label, names, self.columns, self.text)
+        if not self.columns and not self.text and head and not headerless:
+            kept = [
+                n
+                for i, n in enumerate(names)
+                if _numeric_column([r[i] for r in head if i < len(r)])
+            ]
+            if kept and len(kept) < len(names):
+                self.columns = tuple(kept)
+                left = [n for n in names if n not in kept]
+                self.notes.append(
+                    f"INPUT {self.label}: rows are the columns of numbers "
+                    f"({_shown(kept)}); left out: {_shown(left)} (--column picks others)"
+                )
 
     def count(self) -> int | None:
         lines = 0
@@ -237,8 +278,18 @@ class ParquetTable(_Table):
             raise SourceError(f"INPUT {self.label}: not a readable Parquet file ({exc})") from None
 
     def check(self) -> None:
-        names = list(self._file().schema_arrow.names)
+        schema = self._file().schema_arrow
+        names = list(schema.names)
         _pick(self.label, names, self.columns, self.text)
+        if not self.columns and not self.text:
+            kept = [f.name for f in schema if _numeric_type(f.type)]
+            if kept and len(kept) < len(names):
+                self.columns = tuple(kept)
+                left = [n for n in names if n not in kept]
+                self.notes.append(
+                    f"INPUT {self.label}: rows are the columns of numbers "
+                    f"({_shown(kept)}); left out: {_shown(left)} (--column picks others)"
+                )
 
     def count(self) -> int | None:
         return int(self._file().metadata.num_rows)
