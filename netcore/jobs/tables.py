@@ -98,7 +98,7 @@ def _numeric_column(cells: list[str]) -> bool:
     bad cells are those rows' errors, not a column of text)."""
     given = [c.strip() for c in cells if c.strip()]
     numbers = sum(1 for c in given if c.startswith("[") or _float(c) is not None)
-    return bool(given) and numbers * 2 > len(given)
+    return bool(given) and numbers * 2 >= len(given)
 
 
 def _numeric_type(dtype: Any) -> bool:

@@ -234,6 +234,8 @@ WRITERS: dict[str, type[RecordWriter]] = {
 def open_writer(output: Path, columns: Sequence[str]) -> RecordWriter:
     """The writer for OUTPUT's extension, its temporary file created (so a path we cannot
     write is said now); a :class:`WriterError` for an extension we do not write."""
+    if output.is_dir():
+        raise WriterError(f"-o {output}: a folder, not a file")
     cls = WRITERS.get(output.suffix.lower())
     if cls is None:
         shown = ", ".join(WRITERS)

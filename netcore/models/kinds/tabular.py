@@ -125,6 +125,12 @@ class TabularKind(Kind):
         try:
             fitted, _ = fit_array(self.spec.name, arr, self.input, one_sample=True)
         except SignatureMismatch as exc:
+            if self._sample_shape is not None and arr.ndim == 1:
+                wanted = math.prod(self._sample_shape)
+                raise InputError(
+                    f"{item.key}: a row of {arr.size} numbers; model {self.spec.name} takes "
+                    f"{wanted} ({show_spec(self.input)})"
+                ) from None
             raise InputError(f"{item.key}: {exc}") from None
         if fitted.shape[0] != 1:
             raise InputError(
