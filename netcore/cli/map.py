@@ -33,11 +33,13 @@ from netcore.cli.interrupts import catch_interrupts, until_stopped
 from netcore.cli.map_output import ProgressBar, summary_json, summary_lines
 from netcore.cli.submit_output import WorkerNames
 
-DEFAULT_BATCH = 256
+DEFAULT_BATCH = 128
 """Rows a task carries at most: a task costs about 0.8 ms however small it is."""
-WINDOW_PER_ROW = 4
-"""Inputs in flight per row of a task (so several tasks are out at once)."""
-MIN_WINDOW = 1024
+TASKS_PER_WORKER = 3
+"""Tasks of --batch rows in flight per worker: one running, two on their way. More would only
+queue at the worker, and be lost (sent again) if this process is killed."""
+MIN_WINDOW = 64
+"""Inputs in flight per worker at least (small tasks need more of them to keep it busy)."""
 
 
 class UsageLine(CliError):
@@ -151,7 +153,6 @@ def map_command(
         raise CliError(str(exc)) from None
     identity = job_identity(kind)
     rows = rows_per_task(registry, kind.models, batch)
-    window = max(MIN_WINDOW, WINDOW_PER_ROW * batch)
     command = rerun_command()
     total = plan.inputs.count()
 
@@ -182,6 +183,7 @@ def map_command(
                 if redundancy > 1:
                     note_line(f"votes compare results by digest ({vote} is not a vote mode here)")
                 vote = "digest"
+            window = in_flight(batch, len(found))
             workers = WorkerNames(lambda: client.peers)
             submitter = build_verifier(
                 client, spec.name, redundancy, vote, spot_check, None, None, wait_s=timeout
@@ -191,7 +193,7 @@ def map_command(
             bar = ProgressBar() if sys.stderr.isatty() else None
             job = Job(
                 kind, batcher, writer.write, journal=journal, identity=identity, fresh=fresh,
-                window=window, total=total, on_progress=bar,
+                window=window, block=max(rows.values()), total=total, on_progress=bar,
             )  # fmt: skip
             transport = client.transport
             sent_before = transport.bytes_out if transport is not None else 0
@@ -259,6 +261,11 @@ async def find_any_workers(client: Any, count: int, timeout: float, model: str) 
     from netcore.models.locate import find_workers
 
     return await find_workers(client, count, timeout, model, client.registry.names(), True)
+
+
+def in_flight(batch: int, workers: int) -> int:
+    """Inputs in flight at most (the engine's window) for ``workers`` workers."""
+    return max(MIN_WINDOW, TASKS_PER_WORKER * batch) * max(1, workers)
 
 
 def rows_per_task(registry: Any, models: tuple[str, ...], batch: int) -> dict[str, int]:
