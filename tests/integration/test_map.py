@@ -94,7 +94,13 @@ def test_map_iris_picks_its_columns_and_records_the_bad_rows(
     assert res.returncode == 1, res.stderr  # one row failed, the others are written
     records = read_records(out)
     assert [r["input"] for r in records] == ["1", "2", "3", "4", "5"]
-    assert [r.get("label") for r in records] == ["setosa", "versicolor", "virginica", None, "setosa"]
+    assert [r.get("label") for r in records] == [
+        "setosa",
+        "versicolor",
+        "virginica",
+        None,
+        "setosa",
+    ]
     assert records[3] == {"input": "4", "ok": False, "error": "4: column 'sepal_width' is empty"}
     assert "4 of 5 inputs" not in res.stdout and "5 of 5 inputs: 4 ok, 1 failed" in res.stdout
     assert "Traceback" not in res.stderr
@@ -164,7 +170,10 @@ def test_a_job_killed_with_sigkill_is_finished_by_the_same_command(
         (["digits", "{empty}", "-o", "{out}"], "an empty folder"),
         (["nosuch", "{table}", "-o", "{out}"], "unknown model 'nosuch'"),
         (["iris", "{pngs}", "-o", "{out}"], "no file that model iris (tabular) takes in it"),
-        (["digits", "{table}", "-o", "{tmp}/out.xlsx"], "'.xlsx'; map writes .jsonl, .csv, .parquet"),
+        (
+            ["digits", "{table}", "-o", "{tmp}/out.xlsx"],
+            "'.xlsx'; map writes .jsonl, .csv, .parquet",
+        ),
         (["digits", "{table}", "-o", "{tmp}/no/such/dir/out.jsonl"], "no folder"),
         (["digits", "{table}", "-o", "{tmp}"], "a folder, not a file"),
         (["iris", "{table}", "-o", "{out}", "--column", "petals"], "no column 'petals'"),
