@@ -17,6 +17,7 @@ from netcore.bench.runner import register as register_bench
 from netcore.cli.config_options import group_config_option
 from netcore.cli.demo import demo
 from netcore.cli.keys import keys, reputation
+from netcore.cli.map import map_command
 from netcore.cli.models import infer, models
 from netcore.cli.node import node
 from netcore.cli.peers import peers
@@ -51,6 +52,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (node, submit, peers, demo, models, infer, keys, reputation, tasks):
     cli.add_command(command)
+cli.add_command(map_command)  # map: a folder, files or a table through a model (netcore.jobs)
 register_reach_commands(cli)  # config show, doctor
 register_bench(cli)  # bench: performance beside baselines
 for plugin in entry_points(group=COMMAND_PLUGINS):

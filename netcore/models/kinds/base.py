@@ -106,6 +106,15 @@ class Kind(ABC):
         every model run plus anything in the processing that changes a result."""
         return self.spec.sha256
 
+    def result_fields(self) -> tuple[str, ...]:
+        """This job's result fields, in column order: :attr:`fields` unless the model decides
+        them (a tabular model that is not a classifier gives its outputs)."""
+        return self.fields
+
+    def vote_mode(self) -> str:
+        """How votes compare this job's results: :attr:`vote` unless the model decides it."""
+        return self.vote
+
     def accepts(self, path: Path) -> bool:
         return path.suffix.lower() in self.suffixes
 
