@@ -26,6 +26,14 @@ def spec_of(tmp_path: Path, name: str) -> ModelSpec:
     return spec
 
 
+def tabular_spec(tmp_path: Path, name: str) -> ModelSpec:
+    """A shipped model read as rows of numbers (the tabular kind), whatever its manifest's kind
+    (digits is an image classifier that also takes rows)."""
+    spec = spec_of(tmp_path, name)
+    spec.kind, spec.kind_params = None, {}
+    return spec
+
+
 def digits_samples() -> tuple[np.ndarray, np.ndarray]:
     with np.load(SAMPLES) as data:
         return np.asarray(data["x"]), np.asarray(data["y"])

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from job_helpers import OrtInfer, digits_samples, spec_of
+from job_helpers import OrtInfer, digits_samples, tabular_spec
 
 from netcore.jobs.content import job_identity
 from netcore.jobs.engine import Job
@@ -42,7 +42,7 @@ def unique_rows(n: int) -> np.ndarray:
 
 
 async def test_records_come_in_input_order_and_are_right(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     kind = kind_for(spec)
     x, y = digits_samples()
     infer = OrtInfer(spec, jitter=0.005)  # calls finish out of order
@@ -76,7 +76,7 @@ async def test_records_come_in_input_order_and_are_right(tmp_path: Path) -> None
 
 
 async def test_the_window_bounds_what_is_held(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     x = unique_rows(3000)
     out = Collect()
     pulled = 0
@@ -96,7 +96,7 @@ async def test_the_window_bounds_what_is_held(tmp_path: Path) -> None:
 
 
 async def test_a_stopped_job_resumes_from_the_journal(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     kind = kind_for(spec)
     x = unique_rows(2000)
     identity = job_identity(kind)
@@ -140,7 +140,7 @@ async def test_a_stopped_job_resumes_from_the_journal(tmp_path: Path) -> None:
 
 
 async def test_identical_inputs_are_computed_once(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     x, _ = digits_samples()
     items = [Item(f"r{i}", value=x[i % 10]) for i in range(100)]  # ten distinct rows
     infer = OrtInfer(spec, jitter=0.002)
@@ -155,7 +155,7 @@ async def test_identical_inputs_are_computed_once(tmp_path: Path) -> None:
 async def test_bad_inputs_and_failed_tasks_are_their_records_and_the_job_goes_on(
     tmp_path: Path,
 ) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     x = unique_rows(40)
     items: list[Item] = rows(x)
     items[3] = Unreadable("4", error="4: column 'x' is empty")
@@ -183,7 +183,7 @@ class TwoParts(TabularKind):
 
 
 async def test_a_kind_with_parts_gives_a_record_a_chunk(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     kind = TwoParts(spec, {})
     x, _ = digits_samples()
     out = Collect()
@@ -196,7 +196,7 @@ async def test_a_kind_with_parts_gives_a_record_a_chunk(tmp_path: Path) -> None:
 
 
 async def test_an_output_that_cannot_be_written_stops_the_job(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
 
     def full(records: Sequence[dict[str, Any]]) -> None:
         raise OSError(28, "No space left on device")

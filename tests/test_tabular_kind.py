@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from job_helpers import OrtInfer, digits_samples, spec_of
+from job_helpers import OrtInfer, digits_samples, spec_of, tabular_spec
 
 from netcore.models.kinds import InputError, Item, KindError, kind_for
 from netcore.models.kinds.tabular import TabularKind
@@ -14,7 +14,7 @@ from netcore.models.registry import ModelSpec, TensorSpec
 
 
 def test_digits_rows_are_fitted_and_classified(tmp_path: Path) -> None:
-    spec = spec_of(tmp_path, "digits")
+    spec = tabular_spec(tmp_path, "digits")
     kind = kind_for(spec)
     assert isinstance(kind, TabularKind) and kind.result_fields() == (
         "label",
@@ -50,7 +50,7 @@ def test_digits_rows_are_fitted_and_classified(tmp_path: Path) -> None:
 def test_a_row_that_does_not_fit_is_that_items_error(
     tmp_path: Path, value: object, words: str
 ) -> None:
-    kind = kind_for(spec_of(tmp_path, "digits"))
+    kind = kind_for(tabular_spec(tmp_path, "digits"))
     with pytest.raises(InputError, match=words) as err:
         kind.read(Item("7", value=value))
     assert str(err.value).startswith("7: ")
@@ -67,7 +67,7 @@ def test_iris_names_the_species(tmp_path: Path) -> None:
 
 
 def test_a_result_without_the_label_output_is_an_error(tmp_path: Path) -> None:
-    kind = kind_for(spec_of(tmp_path, "digits"))
+    kind = kind_for(tabular_spec(tmp_path, "digits"))
     with pytest.raises(InputError, match="no output 'label'"):
         kind.finish(None, {"probabilities": np.ones((1, 10), np.float32)})
     with pytest.raises(InputError, match="not one class index"):
@@ -75,7 +75,7 @@ def test_a_result_without_the_label_output_is_an_error(tmp_path: Path) -> None:
 
 
 def test_a_model_that_is_no_classifier_gives_its_outputs(tmp_path: Path) -> None:
-    base = spec_of(tmp_path, "digits")
+    base = tabular_spec(tmp_path, "digits")
     spec = ModelSpec(
         "regress", "1", base.sha256, base.size, base.path,
         [TensorSpec("x", "float32", (-1, 3))], [TensorSpec("y", "float32", None)],
@@ -86,7 +86,7 @@ def test_a_model_that_is_no_classifier_gives_its_outputs(tmp_path: Path) -> None
 
 
 def test_a_model_with_two_inputs_is_refused(tmp_path: Path) -> None:
-    base = spec_of(tmp_path, "digits")
+    base = tabular_spec(tmp_path, "digits")
     spec = ModelSpec(
         "two", "1", base.sha256, base.size, base.path,
         [TensorSpec("a", "float32", (-1, 3)), TensorSpec("b", "float32", (-1, 3))], [],
@@ -96,7 +96,7 @@ def test_a_model_with_two_inputs_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_folder_npy_file_is_one_sample(tmp_path: Path) -> None:
-    kind = kind_for(spec_of(tmp_path, "digits"))
+    kind = kind_for(tabular_spec(tmp_path, "digits"))
     x, _ = digits_samples()
     path = tmp_path / "one.npy"
     np.save(path, x[0].reshape(8, 8))
