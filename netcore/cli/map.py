@@ -32,14 +32,7 @@ from netcore.cli.common import (
 from netcore.cli.interrupts import catch_interrupts, until_stopped
 from netcore.cli.map_output import ProgressBar, summary_json, summary_lines
 from netcore.cli.submit_output import WorkerNames
-
-DEFAULT_BATCH = 128
-"""Rows a task carries at most: a task costs about 0.8 ms however small it is."""
-TASKS_PER_WORKER = 3
-"""Tasks of --batch rows in flight per worker: one running, two on their way. More would only
-queue at the worker, and be lost (sent again) if this process is killed."""
-MIN_WINDOW = 64
-"""Inputs in flight per worker at least (small tasks need more of them to keep it busy)."""
+from netcore.jobs.launch import DEFAULT_BATCH
 
 
 class UsageLine(CliError):
@@ -113,7 +106,6 @@ def map_command(
     what was done (--fresh starts over). Exit 0 when every input succeeded, 1 when some failed
     (their records say why), 2 when the job cannot start.
     """
-    from netcore.jobs.content import job_identity
     from netcore.jobs.journal import JobJournal, JobJournalError
     from netcore.jobs.plan import PlanError, plan_job
     from netcore.jobs.records import columns as record_columns
@@ -151,17 +143,12 @@ def map_command(
     except JobJournalError as exc:
         writer.abort()
         raise CliError(str(exc)) from None
-    identity = job_identity(kind)
-    rows = rows_per_task(registry, kind.models, batch)
     command = rerun_command()
     total = plan.inputs.count()
 
     async def main() -> int:
-        from netcore.jobs.batcher import Batcher
-        from netcore.jobs.engine import Job
+        from netcore.jobs.launch import JobOptions, run_job
         from netcore.node import Node
-        from netcore.tasks.verify import build_verifier
-        from netcore.tasks.votes import VOTE_MODES
 
         stop = asyncio.Event()
         caught = catch_interrupts(stop)
@@ -178,43 +165,26 @@ def map_command(
                     f"found {len(found)} of {wait_peers} worker(s) on network {network!r} after "
                     f"{timeout:g}s ({seen} peer(s) in all); {LAN_HINTS}"
                 )
-            vote = kind.vote_mode()
-            if vote not in VOTE_MODES:
-                if redundancy > 1:
-                    note_line(f"votes compare results by digest ({vote} is not a vote mode here)")
-                vote = "digest"
-            window = in_flight(batch, len(found))
             workers = WorkerNames(lambda: client.peers)
-            submitter = build_verifier(
-                client, spec.name, redundancy, vote, spot_check, None, None, wait_s=timeout
-            )
-            options = {m: {"sha256": s.sha256} for m in kind.models if (s := registry.find(m))}
-            batcher = Batcher(submitter.submit, rows, options=options, worker_name=workers)
             bar = ProgressBar() if sys.stderr.isatty() else None
-            job = Job(
-                kind, batcher, writer.write, journal=journal, identity=identity, fresh=fresh,
-                window=window, block=max(rows.values()), total=total, on_progress=bar,
-            )  # fmt: skip
-            transport = client.transport
-            sent_before = transport.bytes_out if transport is not None else 0
-            job_id = journal.start_job(identity, spec.name, command, str(output))
+            options = JobOptions(batch, redundancy, spot_check, fresh, timeout)
             try:
-                stats = await job.run(plan.inputs.items(), stop)
-                if stats.interrupted:
-                    await batcher.cancel()
-                else:
-                    await batcher.aclose()
+                run = await run_job(
+                    client, plan, writer, journal, options=options, workers=len(found),
+                    command=command, output=str(output), worker_name=workers,
+                    on_progress=bar, stop=stop,
+                )  # fmt: skip
             finally:
                 if bar is not None:
                     bar.close()
-                if submitter is not client:
-                    await submitter.aclose()
-            sent = (transport.bytes_out if transport is not None else 0) - sent_before
+            for note in run.notes:
+                note_line(note)
+            stats, job_id = run.stats, run.job_id
             summary = summary_json(
-                stats, batcher.stats, max(rows.values()), str(output), sent, workers.seen()
+                stats, run.batch, run.rows_per_task, str(output), run.bytes_sent, workers.seen()
             )
-            if submitter is not client:
-                summary["verify"] = submitter.stats.to_json()
+            if run.verify is not None:
+                summary["verify"] = run.verify
         if stats.interrupted:
             writer.abort()
             summary["resume"] = command
@@ -261,21 +231,6 @@ async def find_any_workers(client: Any, count: int, timeout: float, model: str) 
     from netcore.models.locate import find_workers
 
     return await find_workers(client, count, timeout, model, client.registry.names(), True)
-
-
-def in_flight(batch: int, workers: int) -> int:
-    """Inputs in flight at most (the engine's window) for ``workers`` workers."""
-    return max(MIN_WINDOW, TASKS_PER_WORKER * batch) * max(1, workers)
-
-
-def rows_per_task(registry: Any, models: tuple[str, ...], batch: int) -> dict[str, int]:
-    """``--batch`` for each model whose batch axis takes any size, else 1."""
-    rows = {}
-    for model in models:
-        spec = registry.find(model)
-        dims = [tuple(s.shape or ())[:1] for s in spec.inputs] if spec is not None else []
-        rows[model] = batch if dims and all(d == (-1,) for d in dims) else 1
-    return rows
 
 
 def rerun_command() -> str:
