@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -28,6 +29,7 @@ from netcore.observe.events import Event
 
 from .actions import BURST, DISPATCH_ACTIONS, DispatchActions
 from .dispatch import MAX_CONCURRENCY, VERIFY_REDUNDANCY, TaskRunner
+from .jobs import ConsoleJobs, JobRefused, JobRequest, job_models
 from .keys import QUIT, key_help, palette_entries
 from .lifecycle import NodeLifecycle
 from .local_peers import LocalPeers
@@ -46,11 +48,11 @@ from .messages import (
 )
 from .peer_rows import PeerRoster
 from .samples import CannotFeed, FeedBook
-from .screens import HelpScreen, ModelPickerScreen
+from .screens import HelpScreen, JobFormScreen, ModelPickerScreen
 from .state import HeaderInfo, LatencyWindow, NodeLike, PeerRow, TaskBook, advertised_models
 from .status import peers_placeholder
 from .stream import STREAM_TICK_S, TaskStream
-from .widgets import HeaderBar, LatencyPane, LogsPane, PeersPane, TasksPane
+from .widgets import HeaderBar, JobsPane, LatencyPane, LogsPane, PeersPane, TasksPane
 from .widgets.latency import stats_text
 from .widgets.tasks import counters_text
 
@@ -84,7 +86,8 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
         Binding("p", "toggle_pin", "Pin"),
         Binding("c", "clear_finished", "Clear"),
         Binding("v", "toggle_verify", "Verify"),
-        Binding("l", "focus_logs", "Logs"),
+        Binding("j", "new_job", "Job"),
+        Binding("l", "focus_logs", "Logs", show=False),  # in ? and the palette: 80 columns
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -141,6 +144,7 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
         self.tasks.worker_name = self.worker_name
         self.stream = TaskStream(stream_rate, clock, max_backlog=2 * max_concurrency)
         self.feeds = FeedBook(samples, given_for=model, seed=seed)
+        self.jobs = ConsoleJobs(node)
         self._level = getattr(logging, log_level.upper(), logging.INFO)
         self._log_handler = ConsoleLogHandler(self, self._level, log_format)
         self._log_timestamps = log_timestamps
@@ -178,6 +182,7 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
                 with Vertical(id="side"):
                     yield LatencyPane(id="latency")
                     yield LogsPane(id="logs", timestamps=self._log_timestamps)
+            yield JobsPane(id="jobs")
         # Compact, without the palette's own entry (ctrl+p, listed by ?): every key fits in 80.
         yield Footer(compact=True, show_command_palette=False)
 
@@ -186,6 +191,7 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
         self.tasks_pane = self.query_one(TasksPane)
         self.latency_pane = self.query_one(LatencyPane)
         self.logs_pane = self.query_one(LogsPane)
+        self.jobs_pane = self.query_one(JobsPane)
         self.header_bar = self.query_one(HeaderBar)
         self._log_handler.install()
         held = self.node.registry.names()
@@ -299,6 +305,7 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
         p50, p99, rate = latency.percentile(50), latency.percentile(99), latency.rate(now)
         self.latency_pane.show(samples, stats_text(p50, p99, rate, len(latency.samples)))
         self.header_bar.show(self._header_info())
+        self.jobs_pane.sync(self.jobs.entries)
         self.report_exited_local_peers()
 
     def redraw_soon(self) -> None:
@@ -380,6 +387,24 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
                 self.refresh_panes()
 
         self.push_screen(ModelPickerScreen(local, remote, self.model, unfed), chosen)
+
+    def action_new_job(self) -> None:
+        """j: the job form; the job it asks for runs on this node (tui.jobs)."""
+        models = job_models(self.node.registry)
+
+        def chosen(request: JobRequest | None) -> None:
+            if request is None:
+                return
+            try:
+                entry = self.jobs.start(request)
+            except JobRefused as exc:
+                self.notify(str(exc), severity="error")
+                return
+            total = entry.total if entry.total is not None else "?"
+            self.notify(f"Job {entry.number}: {entry.model} on {total} inputs → {entry.output}")
+            self.refresh_panes()
+
+        self.push_screen(JobFormScreen(models, Path.cwd(), self.model), chosen)
 
     def action_focus_logs(self) -> None:
         self.logs_pane.focus()

@@ -23,6 +23,7 @@ def key_help(burst: int, verify_redundancy: int) -> list[tuple[str, str]]:
             f"verified mode: each task on {verify_redundancy} workers, majority label wins "
             "(on both when only 2 are there)",
         ),
+        ("j", "run a job: a model over a folder of files into a results file (Jobs pane)"),
         ("l", "focus the logs (scroll them with the arrows)"),
         ("tab", "move focus between the tables and the logs"),
         ("?", "this help"),
@@ -66,6 +67,11 @@ def palette_entries(burst: int, verify_redundancy: int) -> tuple[PaletteEntry, .
             f"Run each task on {verify_redundancy} workers (or both of 2) and take the majority "
             "answer (v)",
             "toggle_verify",
+        ),
+        PaletteEntry(
+            "Run a job",
+            "A model over a folder of files into a results file, shown in the Jobs pane (j)",
+            "new_job",
         ),
         PaletteEntry("Focus the logs", "Move focus to the log pane (l)", "focus_logs"),
         PaletteEntry("Help", "Keys and what the panes show (?)", "help"),

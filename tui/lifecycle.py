@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
     from .dispatch import TaskRunner
+    from .jobs import ConsoleJobs
     from .local_peers import LocalPeers
     from .state import NodeLike
 
@@ -37,6 +38,7 @@ class LifecycleHost(Protocol):
 
     node: NodeLike
     tasks: TaskRunner
+    jobs: ConsoleJobs
     local_peers: LocalPeers | None
     clock: Callable[[], float]
     node_running: bool
@@ -164,6 +166,7 @@ class NodeLifecycle:
         if self._stream_timer is not None:
             self._stream_timer.pause()
         await self.tasks.aclose()
+        await self.jobs.aclose()  # what they computed stays journaled for the next run
         try:
             await asyncio.wait_for(self.node.stop(), timeout=10)
         except Exception as exc:
