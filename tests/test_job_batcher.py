@@ -72,6 +72,17 @@ async def test_other_models_or_row_shapes_go_in_other_tasks() -> None:
     assert shapes == [("m", (2, 5)), ("m", (3, 3)), ("n", (1, 3)), ("n", (1, 3))]
 
 
+async def test_a_task_never_carries_more_bytes_than_a_node_takes() -> None:
+    """Two OCR pages of 4.3 MB each fit a node's 8 MiB; batched into one task they did not."""
+    submit = FakeSubmit()
+    batcher = Batcher(submit, max_rows=64, max_bytes=1000)
+    results = await asyncio.gather(*(batcher("m", row(i, width=100)) for i in range(5)))
+    assert [len(t[1]["x"]) for t in submit.tasks] == [2, 2, 1]  # 400 B a row, 1000 B a task
+    assert [float(r["y"][0, 0]) for r in results] == [0, 2, 4, 6, 8]
+    big = await batcher("m", row(9, width=400))  # one input over the budget still goes alone
+    assert float(big["y"][0, 0]) == 18 and len(submit.tasks[-1][1]["x"]) == 1
+
+
 async def test_a_failed_task_fails_each_of_its_items() -> None:
     submit = FakeSubmit()
     submit.fail = "timeout"

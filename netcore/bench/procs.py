@@ -44,12 +44,19 @@ def reap_process(proc: subprocess.Popen[Any], timeout: float) -> None:
 class NodeProc:
     """A ``p2pai node`` child process; with ``events`` its ``--json`` lines are read by a thread."""
 
-    def __init__(self, network: str, data_dir: Path, name: str, events: bool = True) -> None:
+    def __init__(
+        self,
+        network: str,
+        data_dir: Path,
+        name: str,
+        events: bool = True,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "netcore.cli", "node", *(["--json"] if events else []),
              "--interface", LOOPBACK, "--network", network, "--data-dir", str(data_dir),
-             "--name", name, "--log-level", "warning"],
+             "--name", name, "--log-level", "warning", *extra],
             stdout=subprocess.PIPE if events else subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL, text=True,
         )  # fmt: skip

@@ -51,6 +51,7 @@ class _Group:
     model: str
     calls: list[_Call] = field(default_factory=list)
     rows: int = 0
+    nbytes: int = 0
     timer: asyncio.TimerHandle | None = None
 
 
@@ -68,6 +69,12 @@ class BatchStats:
     errors: Counter[str] = field(default_factory=Counter)
 
 
+TASK_BYTES = 6 * 1024 * 1024
+"""Input bytes a task carries at most: under what a node takes by default (``max_input_bytes``,
+8 MiB), so that batching never makes a task of inputs that each fit one a worker refuses (two
+OCR pages of 4.3 MB)."""
+
+
 class Batcher:
     """``await batcher(model, inputs)``: an Infer over ``submit``, batching (module doc)."""
 
@@ -78,8 +85,10 @@ class Batcher:
         delay_s: float = DELAY_S,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         worker_name: Callable[[str | None], str] | None = None,
+        max_bytes: int = TASK_BYTES,
     ) -> None:
         self.submit = submit
+        self.max_bytes = max_bytes
         self.max_rows = max_rows
         """Rows a task carries at most (per model: a model whose batch axis is fixed, 1)."""
         self.delay_s = delay_s
@@ -105,11 +114,16 @@ class Batcher:
         key = (model, *sorted((name, a.dtype.str, a.shape[1:]) for name, a in arrays.items()))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
+        size = sum(a.nbytes for a in arrays.values())
         group = self._groups.get(key)
+        if group is not None and group.calls and group.nbytes + size > self.max_bytes:
+            self._flush(key)  # this call would make the task too big: it starts the next one
+            group = None
         if group is None:
             group = self._groups[key] = _Group(model)
         group.calls.append(_Call(arrays, n, future))
         group.rows += n
+        group.nbytes += size
         if group.rows >= self.rows_for(model):
             self._flush(key)
         elif group.timer is None:

@@ -60,6 +60,14 @@ def in_flight(batch: int, workers: int) -> int:
     return max(MIN_WINDOW, TASKS_PER_WORKER * batch) * max(1, workers)
 
 
+def window_for(kind: Any, batch: int, workers: int) -> int:
+    """The engine's window: the kind's own bound per worker when it has one."""
+    per_worker = getattr(kind, "inputs_per_worker", None)
+    if per_worker:
+        return per_worker * max(1, workers)
+    return in_flight(batch, workers)
+
+
 def rows_per_task(registry: Any, models: tuple[str, ...], batch: int) -> dict[str, int]:
     """``batch`` for each model whose batch axis takes any size, else 1."""
     rows = {}
@@ -116,7 +124,7 @@ async def run_job(
     batcher = Batcher(submitter.submit, rows, options=task_options, worker_name=worker_name)
     job = Job(
         kind, batcher, writer.write, journal=journal, identity=job_identity(kind),
-        fresh=options.fresh, window=in_flight(options.batch, workers),
+        fresh=options.fresh, window=window_for(kind, options.batch, workers),
         block=max(rows.values()), total=plan.inputs.count(), on_progress=on_progress,
     )  # fmt: skip
     transport = client.transport

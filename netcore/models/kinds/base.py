@@ -89,6 +89,11 @@ class Kind(ABC):
     fields: ClassVar[tuple[str, ...]] = ()
     """The result fields of a record, in column order (``label``, ``text``, ``embedding``)."""
     vote: ClassVar[str] = "digest"
+    inputs_per_worker: ClassVar[int | None] = None
+    """Inputs of a job in flight per worker at most, for a kind whose one input is a task of
+    megabytes (an OCR page): a job's window of small inputs would put hundreds of them on
+    the wire at once, and a worker's link would carry seconds of queued pages before a ping.
+    None: the job's own window (netcore.jobs.launch.in_flight)."""
     """How votes compare results (netcore.tasks.votes): ``label``, ``digest``, ``cosine``."""
 
     def __init__(self, spec: ModelSpec, params: Mapping[str, Any], **options: Any) -> None:

@@ -83,6 +83,9 @@ class Ocr(Kind):
     fields = ("text", "lines")
     vote = "label"
     """Each stage's label output (the uint8 map, the character indices) compared exactly."""
+    inputs_per_worker = 2
+    """A page is megabytes on the wire and about half a second of work: one running, one
+    on its way per worker."""
 
     def __init__(self, spec: Any, params: Mapping[str, Any], **options: Any) -> None:
         super().__init__(spec, params, **options)
