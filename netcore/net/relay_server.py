@@ -99,12 +99,12 @@ class RelayServer:
         self,
         identity: Identity,
         limits: RelayLimits | None = None,
-        mangle: Callable[[bytes], bytes] | None = None,
+        mangle: Callable[[], Callable[[bytes], bytes]] | None = None,
     ) -> None:
         self.identity = identity
         self.limits = limits or RelayLimits()
         self.mangle = mangle
-        """A hostile relay's byte rewriter (tests/flipping_relay.py only)."""
+        """Makes a hostile relay's byte rewriter for each circuit (tests/flipping_relay.py only)."""
         self.counters = RelayCounters()
         self.reservations: dict[str, Reservation] = {}
         self.by_rid: dict[bytes, str] = {}
@@ -283,7 +283,7 @@ class RelayServer:
                 b,
                 max_bytes=budget,
                 max_seconds=self.limits.circuit_seconds,
-                mangle=self.mangle,
+                mangle=self.mangle() if self.mangle is not None else None,
             )
         finally:
             self.open_circuits -= 1
