@@ -296,7 +296,14 @@ class Node:
                 raise NodeStartError(f"mDNS discovery cannot start on {where}: {exc}") from None
         self._started = True
         self.started_at = time.monotonic()
-        for loop in (m.tick_loop(), m.ping_loop(), self.reach.run(), self.trust.run()):
+        relay_loops = m.relaying.start(self.transport)  # reservations, registries (--relay)
+        for loop in (
+            m.tick_loop(),
+            m.ping_loop(),
+            self.reach.run(),
+            self.trust.run(),
+            *relay_loops,
+        ):
             self._spawn(loop)
         if cfg.caps:
             self._spawn(self.worker.warm_up(WARM_UP_DELAY_S))
@@ -337,6 +344,7 @@ class Node:
             with contextlib.suppress(BaseException):
                 await task
         await self.trust.close()
+        await self.membership.relaying.close()  # its sockets share the transport's context
         assert self.transport is not None
         await self.transport.close()
         await self.fetcher.close()

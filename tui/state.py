@@ -309,7 +309,9 @@ def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> Peer
     if peer is not None:
         name = peer.name or name
         endpoint = peer.endpoint or endpoint
-        if peer.source in ("static", "shared"):  # not found by mDNS: say how (netcore.net.reach)
+        if peer.reach == "relayed":  # through a relay (netcore.net.relaying)
+            endpoint = f"{peer.relay or '-'} (relayed)"
+        elif peer.source in ("static", "shared"):  # not found by mDNS: say how (netcore.net.reach)
             endpoint = f"{endpoint} ({peer.source})"
         if peer.rtt is not None:
             rtt = f"{peer.rtt * 1000:.2f}"

@@ -146,7 +146,7 @@ OPTION_FIELDS = {
     "name": "name", "capacity": "capacity", "queue_limit": "queue_limit",
     "task_timeout": "task_timeout", "peer": "static_peers", "metrics_port": "metrics_port",
     "metrics_host": "metrics_host", "mdns": "mdns", "model_quota": "model_quota",
-    "trust_key": "trusted_keys",
+    "trust_key": "trusted_keys", "relay": "relays",
 }  # fmt: skip
 """Option keys that set a Config field of another name (or the same): the option wins."""
 
@@ -256,7 +256,7 @@ def config_extras() -> dict[str, Any]:
         elif settings is not None and key in settings.values:
             extras[key] = coerce(key, kind, settings.values[key], f"config file {settings.path}")
     reach = ctx.meta.get(META_REACH, {})
-    for key in ("static_peers", "metrics_port", "metrics_host", "mdns"):
+    for key in ("static_peers", "relays", "metrics_port", "metrics_host", "mdns"):
         if key in reach and reach[key] is not None:
             extras[key] = reach[key]
     if reach.get("metrics_port") is None and "metrics_port" in reach:

@@ -137,6 +137,19 @@ def _check_peer(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
     ctx.meta.setdefault(META_REACH, {})["static_peers"] = tuple(peers)
 
 
+def _check_relay(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+    from netcore.config.peers import parse_relay
+
+    relays: list[str] = []
+    for item in value:
+        for text in item.replace(",", " ").split():
+            try:
+                relays.append(parse_relay(text).text)
+            except ConfigError as exc:
+                raise ConfigFileError(str(exc)) from None
+    ctx.meta.setdefault(META_REACH, {})["relays"] = tuple(relays)
+
+
 class MetricsPort(click.ParamType):
     name = "PORT|off"
 
@@ -185,6 +198,15 @@ def reach_options(func: Any) -> Any:
             callback=_check_peer,
             help="A static peer, tcp://host:port#<z85 key>, for where multicast does not pass "
             "(repeatable; env P2PAI_PEER).",
+        ),
+        click.option(
+            "--relay",
+            multiple=True,
+            expose_value=False,
+            callback=_check_relay,
+            help="A relay, tcp://host:port#<relay key> (`p2pai relay` prints it): reach and be "
+            "reached across NATs, and find this network's nodes there (repeatable; env "
+            "P2PAI_RELAY). With --no-mdns: relays (and --peer) only.",
         ),
         click.option(
             "--mdns/--no-mdns",

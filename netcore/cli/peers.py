@@ -59,7 +59,12 @@ def peers(
                     {
                         "peer_id": peer.peer_id,
                         "name": peer.name,
-                        "endpoint": peer.endpoint,
+                        "endpoint": (
+                            f"relay {peer.relay.removeprefix('tcp://')}"
+                            if peer.reach == "relayed"
+                            else peer.endpoint
+                        ),
+                        "reach": peer.reach,
                         "caps": peer.caps,
                         "models": sorted({str(m.get("name")) for m in peer.models}),
                         "rtt_ms": round(rtt * 1000, 3) if rtt is not None else None,

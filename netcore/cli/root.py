@@ -22,6 +22,7 @@ from netcore.cli.models import infer, models
 from netcore.cli.node import node
 from netcore.cli.peers import peers
 from netcore.cli.reach import register_reach_commands
+from netcore.cli.relay import relay
 from netcore.cli.submit import submit
 from netcore.cli.tasks import tasks
 
@@ -50,7 +51,7 @@ def cli(ctx: click.Context) -> None:
             console.invoke(sub)
 
 
-for command in (node, submit, peers, demo, models, infer, keys, reputation, tasks):
+for command in (node, submit, peers, demo, models, infer, keys, reputation, tasks, relay):
     cli.add_command(command)
 cli.add_command(map_command)  # map: a folder, files or a table through a model (netcore.jobs)
 register_reach_commands(cli)  # config show, doctor

@@ -25,12 +25,12 @@ class StaticPeer:
         return f"tcp://{self.host}:{self.port}"
 
 
-def parse_static_peer(text: str) -> StaticPeer:
+def parse_static_peer(text: str, option: str = "--peer") -> StaticPeer:
     """``tcp://host:port#key`` as a :class:`StaticPeer`; :class:`ConfigError` names the fix."""
     raw = text.strip()
 
     def bad(why: str) -> ConfigError:
-        return ConfigError(f"--peer {text!r}: {why}; expected {PEER_FORMAT}")
+        return ConfigError(f"{option} {text!r}: {why}; expected {PEER_FORMAT}")
 
     if not raw.startswith("tcp://"):
         raise bad("it must start with tcp://")
@@ -51,3 +51,9 @@ def parse_static_peer(text: str) -> StaticPeer:
         if not all(part and part.replace("-", "").isalnum() for part in host.split(".")):
             raise bad(f"{host!r} is neither an IPv4 address nor a host name") from None
     return StaticPeer(raw, host, int(port_text), key, peer_id_for(key))
+
+
+def parse_relay(text: str) -> StaticPeer:
+    """A relay's address, ``tcp://host:port#key`` (``--relay``, ``relay = [...]``): the key
+    is the relay's CURVE key, which ``p2pai relay`` prints when it starts."""
+    return parse_static_peer(text, "--relay")

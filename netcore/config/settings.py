@@ -12,7 +12,7 @@ from pathlib import Path
 import platformdirs
 
 from netcore.config.errors import ConfigError
-from netcore.config.peers import parse_static_peer
+from netcore.config.peers import parse_relay, parse_static_peer
 from netcore.config.sizes import GIB
 from netcore.wire.addresses import is_z85_key
 
@@ -64,6 +64,9 @@ class Config:
     static_peers: tuple[str, ...] = ()
     """``tcp://host:port#<z85 key>`` peers to connect to where multicast does not pass;
     retried while they are down (see :mod:`netcore.net.reach`)."""
+    relays: tuple[str, ...] = ()
+    """Relays, ``tcp://host:port#<relay key>`` (``--relay``): a reservation at each, so that
+    nodes behind other NATs reach us, and their registries of our network (netcore.net.relaying)."""
     share_peers: bool = True
     """Send the peers we know in ``hello`` (``peers``) and connect to those others send."""
     metrics_port: int | None = None
@@ -139,6 +142,8 @@ class Config:
         """validate()'s part for static peers and metrics."""
         for text in self.static_peers:
             parse_static_peer(text)
+        for text in self.relays:
+            parse_relay(text)
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port {self.metrics_port}: must be 0-65535")
         try:

@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from netcore.net.dialer import RECALL, STATIC, Dialer
-from netcore.net.peers import Peer
+from netcore.net.peers import RELAYED, Peer
 
 if TYPE_CHECKING:
     from netcore.net.membership import Membership
@@ -33,10 +33,17 @@ class Dialling:
     def propose(self, peer: Peer, voucher: str) -> None:
         """``voucher`` names ``peer``'s endpoints: dial the best one now, or when due."""
         d = self.dialer
-        usable = [
-            e for e in peer.endpoints if voucher == STATIC or not d.is_banned(peer.peer_id, e)
-        ]
-        endpoint = self.m.pick_endpoint(usable)
+        endpoint: str | None
+        if peer.reach == RELAYED:
+            # Through its relay, never at the endpoints its hello names (behind a NAT).
+            endpoint = self.m.relaying.route(peer)
+            if endpoint is not None and d.is_banned(peer.peer_id, endpoint):
+                endpoint = None
+        else:
+            usable = [
+                e for e in peer.endpoints if voucher == STATIC or not d.is_banned(peer.peer_id, e)
+            ]
+            endpoint = self.m.pick_endpoint(usable)
         if endpoint is None:
             return
         if d.propose(peer.peer_id, peer.key, endpoint, voucher):
@@ -46,7 +53,8 @@ class Dialling:
         m, cand = self.m, self.dialer.get(peer_id)
         if m.transport is None or cand is None or m.stopping:
             return
-        if not m.transport.connect(peer_id, cand.key, cand.endpoint):
+        via = m.relaying.via(peer_id, cand.endpoint)
+        if not m.transport.connect(peer_id, cand.key, cand.endpoint, via=via):
             cand.dialled = cand.endpoint  # the DEALER points there already
             return
         self.dialer.dialled(peer_id)
@@ -89,6 +97,7 @@ class Dialling:
         """No dial to this peer any more: its DEALER closed, its candidate gone."""
         self.close(peer_id)
         self.dialer.forget(peer_id)
+        self.m.relaying.forget(peer_id)
 
     def _drop_candidate(self, peer_id: str) -> None:
         """Nothing vouches for this endpoint any more (or it failed): forget it, and the peer

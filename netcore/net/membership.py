@@ -24,9 +24,10 @@ from netcore.net.dialling import Dialling
 from netcore.net.discovery import DiscoveredPeer
 from netcore.net.hints import REJOIN_QUIET_S, MdnsHints
 from netcore.net.identity import Identity
-from netcore.net.peers import Peer, PeerState, PeerTable, Transition
+from netcore.net.peers import RELAYED, Peer, PeerState, PeerTable, Transition
 from netcore.net.reach import PeerReach
 from netcore.net.recall import FlapDamper, Recall
+from netcore.net.relaying import Relaying
 from netcore.net.transport import Transport
 from netcore.observe.events import Event, PeerAlive, PeerDown, PeerEvasive, PeerUp
 from netcore.wire import protocol
@@ -96,6 +97,8 @@ class Membership:
         """Static peers and peer sharing (:mod:`netcore.net.reach`)."""
         self.dialling = Dialling(self)
         """Every endpoint dialled is a candidate, bounded (:mod:`netcore.net.dialling`)."""
+        self.relaying = Relaying(self)
+        """Reservations at relays and the peers they list (:mod:`netcore.net.relaying`)."""
         self.hints = MdnsHints(self)
         """mDNS records: hints to dial and to ping, never liveness (:mod:`netcore.net.hints`)."""
 
@@ -142,7 +145,9 @@ class Membership:
     def connect(self, peer: Peer, voucher: str | None = None) -> None:
         """Propose ``peer``'s endpoint for a dial; ``voucher`` is who names it (the peer
         itself by default: its hello; see :mod:`netcore.net.dialer`)."""
-        if self.transport is None or not peer.endpoints or not self.trust.may_dial(peer):
+        if self.transport is None or not (peer.endpoints or peer.reach == RELAYED):
+            return
+        if not self.trust.may_dial(peer):
             return
         self.dialling.propose(peer, voucher or peer.peer_id)
 
@@ -175,13 +180,16 @@ class Membership:
     def announce(self, peer: Peer) -> None:
         if not peer.announced:
             peer.announced = True
-            log.info("peer %s (%s) up at %s", peer.peer_id, peer.name, peer.endpoint or "-")
+            where = f"relay {peer.relay}" if peer.reach == RELAYED else peer.endpoint or "-"
+            log.info("peer %s (%s) up at %s", peer.peer_id, peer.name, where)
             self.publish(
                 PeerUp(
                     peer_id=peer.peer_id,
                     name=peer.name,
                     endpoint=peer.endpoint,
                     source=peer.source,
+                    reach=peer.reach,
+                    relay=peer.relay,
                 )
             )
 

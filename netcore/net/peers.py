@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+DIRECT = "direct"
+RELAYED = "relayed"
+
 
 class PeerState(enum.Enum):
     ALIVE = "alive"
@@ -43,7 +46,13 @@ class Peer:
     accel: list[str] = field(default_factory=list)
     capacity: int = 1
     source: str = "mdns"
-    """How we first learned of it: ``mdns``, ``hello`` or ``static``."""
+    """How we first learned of it: ``mdns``, ``hello``, ``static``, ``shared`` or ``relay``
+    (a relay's registry, :mod:`netcore.net.relaying`)."""
+    reach: str = DIRECT
+    """How our link to it goes: ``direct``, or ``relayed`` (through the relay :attr:`relay`,
+    spliced byte for byte: CURVE still runs end to end)."""
+    relay: str = ""
+    """The relay's endpoint when :attr:`reach` is ``relayed``."""
     in_mdns: bool = False
     """Seen by mDNS at some point, whatever brought it first: sharing need not cover it."""
     state: PeerState = PeerState.ALIVE

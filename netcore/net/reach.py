@@ -125,8 +125,8 @@ class PeerReach:
             if not peer.greeted or peer.state.value != "alive":
                 continue
             link = links.get(peer.peer_id)
-            if link is None or not link.verified:
-                continue  # only endpoints we completed a CURVE handshake with (netcore.net.dialer)
+            if link is None or not link.verified or link.via:
+                continue  # (a relayed link's endpoint is our own 127.0.0.1 end of a circuit)  # only endpoints we completed a CURVE handshake with (netcore.net.dialer)
             found.append({"endpoint": link.endpoint, "key": peer.key})
             if len(found) >= MAX_SHARED_SENT:
                 break

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from netcore.net.membership import MAX_CONNECTIONS_TRACKED, Membership
-from netcore.net.peers import Peer
+from netcore.net.peers import RELAYED, Peer
 from netcore.observe.events import PeerUpdated
 from netcore.wire import protocol
 from netcore.wire.protocol import ProtocolError
@@ -232,6 +232,8 @@ class Session:
             # Also when a link exists: the hello may name a new endpoint (a peer restarted
             # on another port), and connect() re-points the DEALER there.
             self.m.connect_soon(peer_id)
+        if self.m.relaying.inbound(client_key) and not self.m.relaying.direct(peer):
+            peer.reach = RELAYED  # it reached us through a relay (netcore.net.relaying)
         self.m.announce(peer)
         self.m.reach.learn(peer_id, msg)
         self.m.changed()

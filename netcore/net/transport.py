@@ -87,6 +87,9 @@ class _Link:
     monitor: zmq.Socket[Any]
     pumps: list[Pump] = field(default_factory=list)
     """The socket's pump first, then the monitor's."""
+    via: str = ""
+    """The relay this link goes through (its endpoint is our local end of a circuit), or
+    ``""`` for a direct link (netcore.net.relaying)."""
     verified: bool = False
     """A CURVE handshake with the peer's key completed on this endpoint (peer exchange
     passes on only such endpoints)."""
@@ -254,7 +257,7 @@ class Transport:
 
     # --- outbound (one DEALER per peer) ------------------------------------------------
 
-    def connect(self, peer_id: str, server_key: str, endpoint: str) -> bool:
+    def connect(self, peer_id: str, server_key: str, endpoint: str, via: str = "") -> bool:
         """Open (or re-point) the DEALER to a peer's ROUTER; ``on_link`` reports the handshake.
 
         True when a new DEALER was made: what is sent to it before its handshake completes
@@ -279,7 +282,7 @@ class Transport:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
         monitor = sock.get_monitor_socket(_LINK_EVENTS)
-        link = _Link(peer_id, endpoint, sock, monitor)
+        link = _Link(peer_id, endpoint, sock, monitor, via=via)
         self.links[peer_id] = link
         sock.connect(endpoint)
         loop = asyncio.get_running_loop()

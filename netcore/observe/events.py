@@ -37,6 +37,10 @@ class PeerUp(Event):
     name: str
     endpoint: str
     source: str = "mdns"
+    reach: str = "direct"
+    """``direct`` or ``relayed`` (netcore.net.relaying)."""
+    relay: str = ""
+    """The relay's endpoint when relayed."""
     EVENT: ClassVar[str] = "peer_up"
 
 

@@ -28,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from netcore.observe.events import Event, TaskDone, TaskServed
+from netcore.observe.relay_metrics import node_relay_metrics
 from netcore.wire.protocol import ERROR_CODES
 
 if TYPE_CHECKING:
@@ -323,6 +324,16 @@ class NodeCollector(Collector):
         for (state, source), n in sorted(states.items()):
             by_state.add_metric([state, source], n)
         yield by_state
+        reach: dict[str, int] = {}
+        for peer in node.peers:
+            reach[peer.reach] = reach.get(peer.reach, 0) + 1
+        by_reach = GaugeMetricFamily(
+            "p2pai_peers_reach", "Peers in the table, by how our link goes.", labels=["reach"]
+        )
+        for how, n in sorted(reach.items()):
+            by_reach.add_metric([how], n)
+        yield by_reach
+        yield from node_relay_metrics(node.membership.relaying.status())
         yield ratio
         yield peer_tasks
         yield uptime

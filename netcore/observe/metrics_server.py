@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from netcore.observe.metrics import EventRecorder, NodeCollector
 
@@ -57,11 +58,15 @@ class MetricsError(Exception):
 class MetricsServer:
     """``GET /metrics`` (and ``HEAD``) on the node's loop; ``/`` links to it."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node | None, collector: Collector | None = None) -> None:
+        """A node's metrics, or (``node`` None) those of ``collector`` (a relay's)."""
         self.node = node
         self.recorder = EventRecorder()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(NodeCollector(node, self.recorder))
+        if node is not None:
+            self.registry.register(NodeCollector(node, self.recorder))
+        if collector is not None:
+            self.registry.register(collector)
         self.runner: web.AppRunner | None = None
         self.host = ""
         self.port = 0
@@ -95,12 +100,13 @@ class MetricsServer:
             ) from None
         self.runner = runner
         self.host, self.port = host, int(runner.addresses[0][1])
-        self.node.observers.append(self.recorder)
+        if self.node is not None:
+            self.node.observers.append(self.recorder)
         log.info("metrics on %s", self.url)
         return self
 
     async def close(self) -> None:
-        if self.recorder in self.node.observers:
+        if self.node is not None and self.recorder in self.node.observers:
             self.node.observers.remove(self.recorder)
         if self.runner is not None:
             runner, self.runner = self.runner, None

@@ -8,7 +8,8 @@ blind checks). Replicas of one task go to voters on distinct **hosts**; one proc
 The host of a worker is the IP address our DEALER dialled for it and completed a CURVE
 handshake with: the handshake proves that the key answers there, and the address is the one
 we chose to connect to, not a claim of the peer (a peer could claim any name, endpoint or
-capacity in its hello). A worker we reach no other way counts as its own host.
+capacity in its hello). A worker we reach no other way counts as its own host; the workers we
+reach through one relay count as one host (we cannot see their addresses).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ def transport_host(transport: Any, peer_id: str) -> str:
     """The IP our link to ``peer_id`` was dialled at, else ``key:<peer_id>`` (its own host)."""
     links = getattr(transport, "links", None) or {}
     link = links.get(peer_id)
+    via = getattr(link, "via", None) if link is not None else None
+    if via:
+        # Through a relay we cannot see the peer's address: all the peers behind one relay
+        # count as one host (the safe side: 50 keys behind a relay are one voter).
+        return f"relay:{via}"
     ip = endpoint_ip(link.endpoint) if link is not None else None
     return str(ip) if ip is not None else f"key:{peer_id}"
 
