@@ -120,3 +120,36 @@ def test_an_unwritable_folder(tmp_path: Path) -> None:
         target = tmp_path / "ro" / "out.jsonl"
     with pytest.raises(WriterError, match="cannot write it"):
         open_writer(target, COLUMNS)
+
+
+def test_a_chunking_kinds_parquet_has_each_column_once(tmp_path: Path) -> None:
+    """minilm names ``chunk`` among its fields, and the records add it: the Parquet file had
+    two ``chunk`` columns and pyarrow could not read it back."""
+    import pyarrow.parquet as pq
+
+    from netcore.jobs.records import columns, ok_records
+    from netcore.models.kinds.base import Kind
+
+    class Chunks(Kind):
+        name = "chunks"
+        fields = ("chunk", "span", "embedding")
+
+        def read(self, item: object) -> object:
+            return item
+
+        def parts(self, prepared: object) -> list[object]:
+            return [prepared, prepared]
+
+    kind = Chunks.__new__(Chunks)
+    cols = columns(kind)
+    assert cols.count("chunk") == 1
+    parts = [
+        {"fields": {"span": [0, 3], "embedding": [0.5, 0.5]}, "worker": "w", "latency_ms": 1.0}
+    ] * 2
+    out = tmp_path / "e.parquet"
+    writer = open_writer(out, cols)
+    writer.write(ok_records("a.txt", parts, chunked=True))
+    writer.commit()
+    table = pq.read_table(out)
+    assert table.column("chunk").to_pylist() == [0, 1]
+    assert table.column("embedding").to_pylist() == [[0.5, 0.5]] * 2

@@ -23,8 +23,10 @@ def makes_chunks(kind: Kind) -> bool:
 
 
 def columns(kind: Kind) -> tuple[str, ...]:
+    """Each column once (a kind that makes parts may name ``chunk`` among its own fields)."""
     chunk = ("chunk",) if makes_chunks(kind) else ()
-    return ("input", *chunk, "ok", *kind.result_fields(), "worker", "latency_ms", "error")
+    fields = [f for f in kind.result_fields() if f not in ("input", "chunk", "ok")]
+    return ("input", *chunk, "ok", *fields, "worker", "latency_ms", "error")
 
 
 def ok_records(key: str, parts: list[dict[str, Any]], chunked: bool) -> list[Record]:
