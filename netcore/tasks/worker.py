@@ -73,19 +73,20 @@ class Worker:
         for spec in self.registry.specs():
             try:
                 loaded = await loop.run_in_executor(None, self.registry.load, spec)
-                used = loaded.last_used  # warming up is no use (netcore.models.quota)
-                sample = {
-                    s.name: np.zeros([1 if d == -1 else d for d in (s.shape or ())], dtype=s.dtype)
-                    for s in spec.inputs
-                }
+            except Exception as exc:
+                log.warning("model %s cannot be loaded: %s", spec.name, exc)
+                continue
+            used = loaded.last_used  # warming up is no use (netcore.models.quota)
+            sample = {s.name: warm_up_input(s.shape or (), s.dtype) for s in spec.inputs}
+            try:
                 # The first run is slow (lazy allocations): time only the ones after it.
                 await loop.run_in_executor(None, loaded.run, sample)
                 loaded.typical_run_s = None
                 for _ in range(5):
                     await loop.run_in_executor(None, loaded.run, sample)
-                loaded.last_used = used
-            except Exception as exc:
-                log.warning("model %s cannot be loaded: %s", spec.name, exc)
+            except Exception as exc:  # a graph that zeros do not suit: its first task warms it
+                log.debug("model %s: no warm-up run (%s)", spec.name, exc)
+            loaded.last_used = used
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -214,3 +215,10 @@ class Worker:
             raise
         finally:
             self._tickets.pop(key, None)
+
+
+def warm_up_input(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Zeros a graph takes: one row, and 32 for every other free axis (an image's height and
+    width: a detection graph down-samples them by 32)."""
+    dims = [(1 if axis == 0 else 32) if d == -1 else d for axis, d in enumerate(shape)]
+    return np.zeros(dims, dtype=dtype)
