@@ -116,7 +116,7 @@ async def test_a_stopped_job_resumes_from_the_journal(tmp_path: Path) -> None:
     stored = journal.stored(identity)
     assert stored >= one.ok  # every input it wrote was journaled first
     lost = journal.sent_before(identity)  # sent, never back: cancelled by the stop
-    assert 0 < len(lost) <= 200
+    assert len(lost) <= 200  # (none when the stop came between two blocks)
 
     second = Collect()
     again = OrtInfer(spec)

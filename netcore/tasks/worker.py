@@ -33,6 +33,12 @@ def _inference_error(exc: Exception) -> TaskError:
     return TaskError("internal", f"inference failed: {type(exc).__name__}: {exc}")
 
 
+WARM_UP_MAX_BYTES = 4 * 1024 * 1024
+"""Models up to this size are loaded at start (digits, iris: a first task without the wait);
+bigger ones (OCR, MiniLM: tens of MB, a hundred MB of sessions) when a task first needs them,
+so a node that never runs them (a Raspberry Pi) never holds them."""
+
+
 @dataclass(slots=True)
 class _Ticket:
     cancelled: bool = False
@@ -71,6 +77,8 @@ class Worker:
         await asyncio.sleep(delay)
         loop = asyncio.get_running_loop()
         for spec in self.registry.specs():
+            if spec.size > WARM_UP_MAX_BYTES:
+                continue  # loaded by its first task: a node need not hold every big model
             try:
                 loaded = await loop.run_in_executor(None, self.registry.load, spec)
             except Exception as exc:
