@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from kind_helpers import (
+    WORDS,
     LocalInfer,
     digit_image,
     edit_distance,
@@ -28,47 +29,6 @@ from kind_helpers import (
 
 from netcore.models.kinds import Item, kind_for
 from netcore.models.registry import load_samples
-
-WORDS = [
-    "invoice",
-    "total",
-    "due",
-    "paid",
-    "order",
-    "number",
-    "account",
-    "balance",
-    "meeting",
-    "room",
-    "tuesday",
-    "friday",
-    "network",
-    "peer",
-    "worker",
-    "model",
-    "image",
-    "text",
-    "page",
-    "line",
-    "scan",
-    "folder",
-    "result",
-    "file",
-    "swarm",
-    "quick",
-    "brown",
-    "fox",
-    "lazy",
-    "dog",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "report",
-    "summary",
-    "figure",
-    "table",
-]
 
 
 def nbytes(arrays: dict) -> int:

@@ -27,50 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from kind_helpers import edit_distance, render_page
+from kind_helpers import WORDS, edit_distance, render_page
 
 from netcore.bench.procs import NodeProc, stop_all
-
-WORDS = [
-    "invoice",
-    "total",
-    "due",
-    "paid",
-    "order",
-    "number",
-    "account",
-    "balance",
-    "meeting",
-    "room",
-    "tuesday",
-    "friday",
-    "network",
-    "peer",
-    "worker",
-    "model",
-    "image",
-    "text",
-    "page",
-    "line",
-    "scan",
-    "folder",
-    "result",
-    "file",
-    "swarm",
-    "quick",
-    "brown",
-    "fox",
-    "lazy",
-    "dog",
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "report",
-    "summary",
-    "figure",
-    "table",
-]
 
 
 def map_job(network: str, data_dir: Path, model: str, inputs: list[str], output: Path,

@@ -22,6 +22,48 @@ FONT_CANDIDATES = (
 )
 
 
+WORDS = [  # words of rendered pages and sentences (benchmarks)
+    "invoice",
+    "total",
+    "due",
+    "paid",
+    "order",
+    "number",
+    "account",
+    "balance",
+    "meeting",
+    "room",
+    "tuesday",
+    "friday",
+    "network",
+    "peer",
+    "worker",
+    "model",
+    "image",
+    "text",
+    "page",
+    "line",
+    "scan",
+    "folder",
+    "result",
+    "file",
+    "swarm",
+    "quick",
+    "brown",
+    "fox",
+    "lazy",
+    "dog",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "report",
+    "summary",
+    "figure",
+    "table",
+]
+
+
 def packaged_registry(data_dir: Path) -> ModelRegistry:
     """Shipped, plugin and packaged models (built into ``data_dir``)."""
     return load_registry(Config(data_dir=data_dir, name="kinds"))

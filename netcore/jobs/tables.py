@@ -369,7 +369,26 @@ class JsonlTable(_Table):
         return Item(key, value=out)
 
 
-class NpyTable(_Table):
+class _ArrayTable(_Table):
+    """A table whose rows are the first axis of one array (``.npy``, ``.npz``)."""
+
+    def _array(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        self._array()
+
+    def count(self) -> int | None:
+        return int(self._array().shape[0])
+
+    def items(self) -> Iterator[Item]:
+        arr = self._array()
+        for i in range(arr.shape[0]):
+            key = self.key(i + 1)
+            yield Item(key, value=str(arr[i]) if self.text else np.array(arr[i]))
+
+
+class NpyTable(_ArrayTable):
     """A ``.npy`` array, memory-mapped: one item a row."""
 
     def _array(self) -> np.ndarray:
@@ -386,20 +405,8 @@ class NpyTable(_Table):
             raise SourceError(f"INPUT {self.label}: not a readable .npy array ({exc})") from None
         return _rows_of(self.label, arr, self.text)
 
-    def check(self) -> None:
-        self._array()
 
-    def count(self) -> int | None:
-        return int(self._array().shape[0])
-
-    def items(self) -> Iterator[Item]:
-        arr = self._array()
-        for i in range(arr.shape[0]):
-            key = self.key(i + 1)
-            yield Item(key, value=str(arr[i]) if self.text else np.array(arr[i]))
-
-
-class NpzTable(_Table):
+class NpzTable(_ArrayTable):
     """An ``.npz`` archive's ``x`` (or its only array, or the one ``--column`` names)."""
 
     def _array(self) -> np.ndarray:
@@ -427,18 +434,6 @@ class NpzTable(_Table):
             except ValueError as exc:
                 raise SourceError(f"INPUT {self.label}: {name} is not readable ({exc})") from None
         return _rows_of(self.label, arr, self.text)
-
-    def check(self) -> None:
-        self._array()
-
-    def count(self) -> int | None:
-        return int(self._array().shape[0])
-
-    def items(self) -> Iterator[Item]:
-        arr = self._array()
-        for i in range(arr.shape[0]):
-            key = self.key(i + 1)
-            yield Item(key, value=str(arr[i]) if self.text else np.array(arr[i]))
 
 
 def _rows_of(label: str, arr: np.ndarray, text: bool) -> np.ndarray:
