@@ -126,7 +126,7 @@ def _ask(
     return None
 
 
-def findings(probe: Probe, local: set[str], timeout: float) -> list[Finding]:
+def findings(probe: Probe, local: set[str]) -> list[Finding]:
     """The report's lines for one relay, each with its fix."""
     relay = probe.relay
     name = f"relay {relay.host}:{relay.port}"
@@ -209,7 +209,7 @@ async def check_relays(cfg: Config, local: set[str], timeout: float, report: Rep
         *(asyncio.to_thread(probe_relay, relay, timeout) for relay in relays)
     )
     for probe in probes:
-        for finding in findings(probe, local, timeout):
+        for finding in findings(probe, local):
             report.add(finding)
     if relays and all(p.stage != "ok" for p in probes):
         report.add(Finding(

@@ -257,7 +257,10 @@ class RelayServer:
         """A node's ZMTP link: joined to our CURVE ROUTER on 127.0.0.1 (no limits but the
         ROUTER's frame size; ZeroMQ heartbeats keep it alive or close it)."""
         peer = outer[1].get_extra_info("peername")
-        observed = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
+        observed = ""
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            host = str(peer[0])
+            observed = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
         source = self._next_loopback()
         try:
             try:

@@ -108,7 +108,7 @@ def test_doctor_checks_each_relay(
 def test_doctor_without_relays_says_what_they_are_for(
     run_cli: Callable[..., Any], tmp_path: Path
 ) -> None:
-    code, report = doctor(run_cli, tmp_path)
+    _code, report = doctor(run_cli, tmp_path)
     found = relay_findings(report)
     assert len(found) == 1 and found[0]["status"] == "info", found
     assert "no relay configured" in found[0]["summary"] and "--relay" in found[0]["fix"]
