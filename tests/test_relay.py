@@ -305,3 +305,32 @@ async def test_garbage_control_messages_get_one_line_errors(ctx: zmq.asyncio.Con
         assert relay.reservations == {}
     finally:
         await relay.close()
+
+
+async def test_reserved_says_where_the_relay_sees_each_node_from(
+    ctx: zmq.asyncio.Context,
+) -> None:
+    relay = await started()
+    try:
+        a, b = RawNode(ctx, relay), RawNode(ctx, relay)
+        seen = [wire.observed_address(await node.reserve()) for node in (a, b)]
+        assert all(s is not None and s[0] == "127.0.0.1" for s in seen), seen
+        assert seen[0] != seen[1]  # each control link's own outer port, not the inner one
+        again = wire.observed_address(await a.reserve())
+        assert again == seen[0]
+    finally:
+        await relay.close()
+
+
+def test_observed_address_is_a_checked_claim() -> None:
+    def reserved(observed: object) -> dict[str, Any]:
+        msg = {"v": 1, "t": wire.RESERVED, "id": bytes(16), "ttl": 30, "peers": [],
+               "observed": observed}  # fmt: skip
+        return wire.decode(msgpack.packb(msg))
+
+    assert wire.observed_address(reserved("198.51.100.4:53211")) == ("198.51.100.4", 53211)
+    assert wire.observed_address(reserved("[2001:db8::1]:7400")) == ("2001:db8::1", 7400)
+    for bad in ("nonsense", "1.2.3.4:0", "1.2.3.4:99999", "host.example:80", "x" * 100, 7):
+        assert wire.observed_address(reserved(bad)) is None, bad
+    absent = {"v": 1, "t": wire.RESERVED, "id": bytes(16), "ttl": 30, "peers": []}
+    assert wire.observed_address(wire.decode(msgpack.packb(absent))) is None

@@ -4,7 +4,7 @@ This package is the engine behind the ``p2pai doctor`` command: :func:`run_docto
 checks below in order and returns a :class:`Report` (its text or JSON is what the command
 prints; :func:`exit_code` is 2 when it holds a problem). Each check lives in its own module:
 ``interfaces`` (1, 2), ``mdns`` (3), ``connect`` (4, peer clocks of 5), ``system`` (the local
-clock of 5, 6), with ``report`` holding the findings and ``run`` the order.
+clock of 5, 6), ``relays`` (7), with ``report`` holding the findings and ``run`` the order.
 
 The checks, in order:
 
@@ -22,9 +22,12 @@ The checks, in order:
 5. **clock**: our clock's NTP state, and each peer's clock from its ``hello`` ``time``.
 6. **firewall**: active nftables/iptables/ufw/firewalld rules, with the lines that open
    UDP 5353 and the node's TCP port.
+7. **relay**: each ``--relay`` answers on TCP, completes the CURVE handshake to the key in its
+   address and grants a reservation (``relays``); the round trip; and public or NATed, from
+   where the relay says it sees us (``relay_reserved``'s ``observed``).
 
 Nothing here sends anywhere but to the mDNS group on the chosen interfaces and to the
-endpoints the nodes themselves advertise (or the user gave with ``--peer``).
+endpoints the nodes themselves advertise (or the user gave with ``--peer`` and ``--relay``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from netcore.config.settings import Config, ConfigError, lan_addresses
 from netcore.doctor.connect import check_connect
 from netcore.doctor.interfaces import check_interfaces, check_multicast, list_interfaces
 from netcore.doctor.mdns import Seen, browse, check_mdns
+from netcore.doctor.relays import check_relays
 from netcore.doctor.report import INFO, PROBLEM, RANK, Finding, Report
 from netcore.doctor.system import check_firewall, check_local_clock
 
@@ -30,6 +31,7 @@ async def run_doctor(cfg: Config, timeout: float = 3.0) -> Report:
         else:
             report.add(Finding("mdns", INFO, "mDNS is off (--no-mdns): only static peers"))
         await check_connect(cfg, ours, addresses, timeout, report)
+    await check_relays(cfg, local, timeout, report)
     check_local_clock(report)
     check_firewall(cfg, report)
     report.findings.sort(key=lambda f: -RANK[f.status])

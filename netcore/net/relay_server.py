@@ -122,6 +122,10 @@ class RelayServer:
         self._router: zmq.Socket[Any] | None = None
         self._pump: Pump | None = None
         self._inner_port = 0
+        self._observed: dict[str, str] = {}
+        """Inner source address (127.x.y.z) of a control link -> ``host:port`` the relay sees
+        its node at, for ``relay_reserved``'s ``observed`` (what ``p2pai doctor`` reads)."""
+        self._loopbacks = 0
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: set[str] = set()
@@ -252,12 +256,37 @@ class RelayServer:
     async def _control_link(self, first: bytes, outer: Stream) -> None:
         """A node's ZMTP link: joined to our CURVE ROUTER on 127.0.0.1 (no limits but the
         ROUTER's frame size; ZeroMQ heartbeats keep it alive or close it)."""
+        peer = outer[1].get_extra_info("peername")
+        observed = ""
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            host = str(peer[0])
+            observed = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+        source = self._next_loopback()
         try:
-            inner = await asyncio.open_connection("127.0.0.1", self._inner_port)
+            try:
+                inner = await asyncio.open_connection(
+                    "127.0.0.1", self._inner_port, local_addr=(source, 0)
+                )
+            except OSError:  # not every system routes all of 127/8 to lo (macOS)
+                source = ""
+                inner = await asyncio.open_connection("127.0.0.1", self._inner_port)
         except OSError:
             return
-        inner[1].write(first)
-        await splice(outer, inner)
+        if source and observed:
+            self._observed[source] = observed
+        try:
+            inner[1].write(first)
+            await splice(outer, inner)
+        finally:
+            if source:
+                self._observed.pop(source, None)
+
+    def _next_loopback(self) -> str:
+        """A loopback source address of its own for each control link (127.1.0.1 on), so
+        the ROUTER's ``Peer-Address`` of a message tells which outer connection it came on."""
+        n = self._loopbacks
+        self._loopbacks = (n + 1) % (250 * 256 * 254)
+        return f"127.{1 + n // (256 * 254)}.{(n // 254) % 256}.{1 + n % 254}"
 
     def _join(self, pending: Pending) -> None:
         for token in pending.tokens:
@@ -335,7 +364,11 @@ class RelayServer:
             return
         t = msg["t"]
         if t == wire.RESERVE:
-            self._reserve(rid, key, msg)
+            try:
+                source = str(frames[1].get("Peer-Address") or "")
+            except zmq.ZMQError:
+                source = ""
+            self._reserve(rid, key, msg, self._observed.get(source, ""))
         elif t == wire.CONNECT:
             self._connect(rid, key, msg)
         elif t == wire.LEAVE:
@@ -345,7 +378,7 @@ class RelayServer:
         else:
             self.counters.control_errors += 1
 
-    def _reserve(self, rid: bytes, key: str, msg: dict[str, Any]) -> None:
+    def _reserve(self, rid: bytes, key: str, msg: dict[str, Any], observed: str = "") -> None:
         now = time.monotonic()
         res = self.reservations.get(key)
         if res is None:
@@ -377,16 +410,16 @@ class RelayServer:
         self.by_rid[rid] = key
         self.nets.setdefault(res.net, set()).add(key)
         res.expires = now + self.limits.reservation_ttl
-        self._send(
-            rid,
-            {
-                "t": wire.RESERVED,
-                "id": msg["id"],
-                "ttl": self.limits.reservation_ttl,
-                "peers": self.registry(res.net, key),
-                "limits": self.limits.public(),
-            },
-        )
+        reply: dict[str, Any] = {
+            "t": wire.RESERVED,
+            "id": msg["id"],
+            "ttl": self.limits.reservation_ttl,
+            "peers": self.registry(res.net, key),
+            "limits": self.limits.public(),
+        }
+        if observed:
+            reply["observed"] = observed  # optional: older nodes ignore it
+        self._send(rid, reply)
         self._schedule_push()
 
     def _connect(self, rid: bytes, key: str, msg: dict[str, Any]) -> None:

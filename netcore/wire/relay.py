@@ -15,6 +15,7 @@ field is a claim: :func:`validate` checks each before it is used.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +35,10 @@ RESERVE = "relay_reserve"
 """node -> relay request {id, net, name, caps}: hold (or renew) a reservation and list us in
 ``net``'s registry. Reply :data:`RESERVED` or ``error``."""
 RESERVED = "relay_reserved"
-"""relay -> node reply {id, ttl (s), peers [entry], limits {str: int|float}}."""
+"""relay -> node reply {id, ttl (s), peers [entry], limits {str: int|float}, observed?}:
+``observed`` (optional, ``host:port``) is where the relay sees the node's control link come
+from; ``p2pai doctor`` compares it with the local addresses (public or NATed)."""
+MAX_OBSERVED = 64
 CONNECT = "relay_connect"
 """node -> relay request {id, key}: a circuit to the reserved node ``key``. Reply
 :data:`CIRCUIT` or ``error``."""
@@ -138,6 +142,9 @@ def validate(msg: dict[str, Any]) -> None:
             ttl = msg.get("ttl")
             if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not 1 <= ttl <= 3600:
                 raise _bad(msg, "ttl must be 1-3600 seconds")
+            observed = msg.get("observed")
+            if observed is not None and not isinstance(observed, str):
+                msg.pop("observed")  # optional and informational: a bad one is dropped
     elif t == "error":
         _text(msg, "code", 40)
         _text(msg, "message", 300)
@@ -161,6 +168,24 @@ def entries(msg: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+def observed_address(msg: Mapping[str, Any]) -> tuple[str, int] | None:
+    """``relay_reserved``'s ``observed`` as (host, port), or None (absent, or not an
+    IPv4/IPv6 ``host:port``: a claim of the relay, checked before it is shown)."""
+    text = msg.get("observed")
+    if not isinstance(text, str) or len(text) > MAX_OBSERVED:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        return None
+    if not sep or not 0 < number < 65536:
+        return None
+    return host, number
 
 
 def error(code: str, message: str, rid: bytes | None = None) -> dict[str, Any]:
