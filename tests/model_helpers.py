@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -59,3 +60,15 @@ async def running(*configs: Config | Node) -> AsyncIterator[list[Node]]:
     finally:
         for node in reversed(started):
             await node.stop()
+
+
+def count_rows(db: Path, sql: str) -> int:
+    """``SELECT COUNT(*) ...`` on a journal another process is writing: 0 while the file or its
+    tables do not exist yet."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:  # created a moment ago: no tables yet
+        return 0

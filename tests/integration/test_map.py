@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from model_helpers import count_rows
 
 pytestmark = pytest.mark.integration
 
@@ -107,13 +107,7 @@ def test_map_iris_picks_its_columns_and_records_the_bad_rows(
 
 
 def results_stored(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
-    except sqlite3.OperationalError:  # created a moment ago: no tables yet
-        return 0
+    return count_rows(db, "SELECT COUNT(*) FROM results")
 
 
 ROWS = 4000

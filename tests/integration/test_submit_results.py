@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_helpers import count_rows
 
 pytestmark = pytest.mark.integration
 
@@ -101,13 +102,7 @@ def test_a_batched_submit_reports_every_sample_by_name(
 
 
 def done_in_journal(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM tasks WHERE state='done'").fetchone()[0])
-    except sqlite3.OperationalError:  # created a moment ago: no tables yet
-        return 0
+    return count_rows(db, "SELECT COUNT(*) FROM tasks WHERE state='done'")
 
 
 def numbers(text: str) -> list[int]:
