@@ -344,6 +344,7 @@ class Node:
             with contextlib.suppress(BaseException):
                 await task
         await self.trust.close()
+        await self.membership.punching.close()
         await self.membership.relaying.close()  # its sockets share the transport's context
         assert self.transport is not None
         await self.transport.close()

@@ -112,7 +112,7 @@ class EventTranslator:
         self.served_failed = 0
 
     def __call__(self, event: ev.Event) -> Message | None:
-        if isinstance(event, ev.PeerUpdated):
+        if isinstance(event, ev.PeerUpdated | ev.PeerReach):
             return PeerLoad(event.peer_id)
         if isinstance(event, ev.TaskServed):
             if event.ok:

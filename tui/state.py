@@ -311,6 +311,8 @@ def peer_view(row: PeerRow, peer: Peer | None, now: float, pinned: bool) -> Peer
         endpoint = peer.endpoint or endpoint
         if peer.reach == "relayed":  # through a relay (netcore.net.relaying)
             endpoint = f"{peer.relay or '-'} (relayed)"
+        elif peer.reach == "punched":  # through both NATs (netcore.net.punching)
+            endpoint = f"{peer.punched_to or '-'} (punched)"
         elif peer.source in ("static", "shared"):  # not found by mDNS: say how (netcore.net.reach)
             endpoint = f"{endpoint} ({peer.source})"
         if peer.rtt is not None:

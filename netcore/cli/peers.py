@@ -62,6 +62,8 @@ def peers(
                         "endpoint": (
                             f"relay {peer.relay.removeprefix('tcp://')}"
                             if peer.reach == "relayed"
+                            else f"punched {peer.punched_to}"
+                            if peer.reach == "punched"
                             else peer.endpoint
                         ),
                         "reach": peer.reach,

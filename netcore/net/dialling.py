@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from netcore.net.dialer import RECALL, STATIC, Dialer
-from netcore.net.peers import RELAYED, Peer
+from netcore.net.peers import THROUGH_RELAY, Peer
 
 if TYPE_CHECKING:
     from netcore.net.membership import Membership
@@ -34,7 +34,7 @@ class Dialling:
         """``voucher`` names ``peer``'s endpoints: dial the best one now, or when due."""
         d = self.dialer
         endpoint: str | None
-        if peer.reach == RELAYED:
+        if peer.reach in THROUGH_RELAY:
             # Through its relay, never at the endpoints its hello names (behind a NAT).
             endpoint = self.m.relaying.route(peer)
             if endpoint is not None and d.is_banned(peer.peer_id, endpoint):
@@ -48,6 +48,12 @@ class Dialling:
             return
         if d.propose(peer.peer_id, peer.key, endpoint, voucher):
             self._dial(peer.peer_id)
+
+    def repoint(self, peer: Peer, voucher: str) -> None:
+        """The path of ``peer``'s link is gone (its relay died): dial its new route now,
+        although the old link had worked (which :meth:`propose` alone would keep)."""
+        self.dialer.closed(peer.peer_id)
+        self.propose(peer, voucher)
 
     def _dial(self, peer_id: str) -> None:
         m, cand = self.m, self.dialer.get(peer_id)

@@ -24,7 +24,8 @@ from netcore.net.dialling import Dialling
 from netcore.net.discovery import DiscoveredPeer
 from netcore.net.hints import REJOIN_QUIET_S, MdnsHints
 from netcore.net.identity import Identity
-from netcore.net.peers import RELAYED, Peer, PeerState, PeerTable, Transition
+from netcore.net.peers import THROUGH_RELAY, Peer, PeerState, PeerTable, Transition
+from netcore.net.punching import Punching
 from netcore.net.reach import PeerReach
 from netcore.net.recall import FlapDamper, Recall
 from netcore.net.relaying import Relaying
@@ -99,6 +100,11 @@ class Membership:
         """Every endpoint dialled is a candidate, bounded (:mod:`netcore.net.dialling`)."""
         self.relaying = Relaying(self)
         """Reservations at relays and the peers they list (:mod:`netcore.net.relaying`)."""
+        self.punching = Punching(self)
+        """Direct links to relayed peers through both NATs (:mod:`netcore.net.punching`)."""
+        self.planned_cut: set[str] = set()
+        """Peers whose link we close on purpose to move it (a punched path): their next
+        disconnect is no flap."""
         self.hints = MdnsHints(self)
         """mDNS records: hints to dial and to ping, never liveness (:mod:`netcore.net.hints`)."""
 
@@ -145,7 +151,7 @@ class Membership:
     def connect(self, peer: Peer, voucher: str | None = None) -> None:
         """Propose ``peer``'s endpoint for a dial; ``voucher`` is who names it (the peer
         itself by default: its hello; see :mod:`netcore.net.dialer`)."""
-        if self.transport is None or not (peer.endpoints or peer.reach == RELAYED):
+        if self.transport is None or not (peer.endpoints or peer.reach in THROUGH_RELAY):
             return
         if not self.trust.may_dial(peer):
             return
@@ -180,7 +186,7 @@ class Membership:
     def announce(self, peer: Peer) -> None:
         if not peer.announced:
             peer.announced = True
-            where = f"relay {peer.relay}" if peer.reach == RELAYED else peer.endpoint or "-"
+            where = f"relay {peer.relay}" if peer.reach in THROUGH_RELAY else peer.endpoint or "-"
             log.info("peer %s (%s) up at %s", peer.peer_id, peer.name, where)
             self.publish(
                 PeerUp(
@@ -319,6 +325,7 @@ class Membership:
             "endpoints": self.endpoints if cfg.caps else [],
             **self.hello_fields(),  # models, accel, capacity: the node's (Node._hello_fields)
             **self.reach.hello_fields(),
+            **self.punching.hello_fields(),
         }
 
     def readvertise(self, _spec: object = None) -> None:
@@ -383,7 +390,10 @@ class Membership:
             self.greet(peer_id)
         else:
             peer.greeted = False
-            self.flapped(peer)
+            if peer_id in self.planned_cut:
+                self.planned_cut.discard(peer_id)
+            else:
+                self.flapped(peer)
             self.on_peer_lost(peer_id, "disconnected")
 
     def connect_soon(self, peer_id: str) -> None:

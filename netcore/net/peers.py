@@ -20,6 +20,10 @@ from typing import Any
 
 DIRECT = "direct"
 RELAYED = "relayed"
+PUNCHED = "punched"
+THROUGH_RELAY = frozenset({RELAYED, PUNCHED})
+"""Reaches whose dials go to the local end of a relay's route (netcore.net.relaying): a
+punched link is carried by that route's listener too, with the relay as its fallback."""
 
 
 class PeerState(enum.Enum):
@@ -49,10 +53,16 @@ class Peer:
     """How we first learned of it: ``mdns``, ``hello``, ``static``, ``shared`` or ``relay``
     (a relay's registry, :mod:`netcore.net.relaying`)."""
     reach: str = DIRECT
-    """How our link to it goes: ``direct``, or ``relayed`` (through the relay :attr:`relay`,
-    spliced byte for byte: CURVE still runs end to end)."""
+    """How our link to it goes: ``direct``, ``relayed`` (through the relay :attr:`relay`,
+    spliced byte for byte: CURVE still runs end to end), or ``punched`` (a direct TCP
+    connection opened through both NATs, :mod:`netcore.net.punching`; the relay is the
+    fallback)."""
     relay: str = ""
-    """The relay's endpoint when :attr:`reach` is ``relayed``."""
+    """The relay's endpoint when :attr:`reach` is ``relayed`` or ``punched``."""
+    punched_to: str = ""
+    """``host:port`` of the punched connection's other end when :attr:`reach` is ``punched``."""
+    punches: bool = False
+    """Its ``hello`` says it answers ``punch`` (docs/protocol.md, "Hole punching")."""
     in_mdns: bool = False
     """Seen by mDNS at some point, whatever brought it first: sharing need not cover it."""
     state: PeerState = PeerState.ALIVE

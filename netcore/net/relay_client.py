@@ -12,6 +12,10 @@ the circuits through it (:mod:`netcore.net.relay_server` is the other side).
 * **Incoming circuits** (a node reaches us): ``relay_incoming`` names a token; we open a data
   connection with it and splice it to our own ROUTER, which authenticates the peer as for
   any connection (ZAP, allowlist).
+* **Punched links** (:mod:`netcore.net.punching`): a direct connection to the peer handed to
+  :meth:`RelayClient.adopt` replaces the circuit: the circuit is closed, our DEALER
+  reconnects to the same local listener, and that connection is spliced to the direct one.
+  When the direct connection ends, the next one goes through the relay again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from netcore.config.peers import StaticPeer
 from netcore.net.identity import Identity
@@ -65,6 +70,7 @@ class RelayClient:
         router_endpoint: Callable[[], str],
         on_peers: Callable[[RelayClient, list[dict[str, Any]]], None],
         incoming: dict[str, int],
+        on_lost: Callable[[RelayClient], None] = lambda client: None,
     ) -> None:
         self.relay = relay
         self.address = relay.text
@@ -76,6 +82,13 @@ class RelayClient:
         self.on_peers = on_peers
         self.incoming = incoming
         """Open incoming circuits by requester key, shared by every relay of the node."""
+        self.on_lost = on_lost
+        """Told when the control link drops (the relay died or the path to it): the peers
+        routed through us go through another relay at once (netcore.net.relaying)."""
+        self.linked = False
+        """The control link's CURVE handshake completed and it has not dropped since."""
+        self.observed: tuple[str, int] | None = None
+        """Where the relay sees our control link come from (its ``observed``), if it says."""
         self.state = "connecting"
         """``connecting``, ``reserved`` or ``refused``."""
         self.error = ""
@@ -97,6 +110,15 @@ class RelayClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._said: dict[str, str] = {}
         """Target key -> the last reason its circuit failed (logged once)."""
+        self._punched: dict[str, tuple[Stream, Callable[[], None]]] = {}
+        """Target key -> a direct connection (and what to call when it ends) for our DEALER's
+        next connection to that key's listener."""
+        self._local: dict[str, set[asyncio.StreamWriter]] = {}
+        """Target key -> our DEALER's connections to the listener, spliced now."""
+        self.punched_open = 0
+        """Our DEALERs' links carried by a direct connection now, not by this relay."""
+        self._monitor: zmq.Socket[Any] | None = None
+        self._monitor_pump: Pump | None = None
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -115,9 +137,13 @@ class RelayClient:
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
         sock.connect(self.relay.endpoint)
         self._sock = sock
-        self._pump = Pump(asyncio.get_running_loop(), sock, self._on_frames, copy=True)
+        loop = asyncio.get_running_loop()
+        self._pump = Pump(loop, sock, self._on_frames, copy=True)
+        self._monitor = monitor
+        self._monitor_pump = Pump(loop, monitor, self._on_monitor, copy=True)
 
     async def run(self) -> None:
         """Reserve and keep the reservation; cancelled when the node stops."""
@@ -147,11 +173,21 @@ class RelayClient:
         for fut in self._waiting.values():
             if not fut.done():
                 fut.cancel()
+        for stream, _ in self._punched.values():
+            stream[1].close()
+        self._punched.clear()
         if self._pump is not None:
             self._pump.close()
+        if self._monitor_pump is not None:
+            self._monitor_pump.close()
         if self._sock is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
             self._sock.close(linger=100)
             self._sock = None
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -207,10 +243,26 @@ class RelayClient:
         self.state, self.error = "reserved", ""
         self.ttl = float(reply["ttl"])
         self.reserved_at = time.monotonic()
+        self.observed = wire.observed_address(reply)
         limits = reply.get("limits")
         self.limits = limits if isinstance(limits, dict) else {}
         self.on_peers(self, wire.entries(reply))
         return True
+
+    def _on_monitor(self, frames: list[bytes]) -> None:
+        event = parse_monitor_message(frames)["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.linked = True
+            if self.state != "reserved" and not self._closed:
+                self._spawn(self._reserve())  # back: reserve now, not at the next renewal
+        elif event == zmq.EVENT_DISCONNECTED and self.linked:
+            self.linked = False
+            if self._closed:
+                return
+            log.warning("relay %s: control link lost; reconnecting", self.relay.endpoint)
+            if self.state == "reserved":
+                self.state = "connecting"
+            self.on_lost(self)
 
     def _on_frames(self, frames: list[bytes]) -> None:
         if len(frames) != 1:
@@ -294,6 +346,26 @@ class RelayClient:
         self._said.pop(key, None)
         if known is not None and known[0] is not None:
             known[0].close()
+        punched = self._punched.pop(key, None)
+        if punched is not None:
+            punched[0][1].close()
+            punched[1]()
+
+    def adopt(self, key: str, direct: Stream, ended: Callable[[], None]) -> bool:
+        """Carry our DEALER's link to ``key`` over ``direct`` from now on: the circuit in use
+        closes, and the DEALER's reconnection to the same listener is spliced to ``direct``.
+        ``ended`` is called once ``direct`` is done with. False (nothing taken) when we have
+        no listener for ``key``."""
+        if key not in self._listeners or self._closed:
+            return False
+        old = self._punched.pop(key, None)
+        if old is not None:
+            old[0][1].close()
+            old[1]()
+        self._punched[key] = (direct, ended)
+        for writer in list(self._local.get(key, ())):
+            writer.close()  # the splice ends; ZeroMQ reconnects in RECONNECT_IVL
+        return True
 
     async def _serve(self, key: str, sock: socket.socket) -> None:
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -305,9 +377,23 @@ class RelayClient:
                 writer.close()
                 return
             self._listeners[key] = (entry[0], entry[1], entry[2] + 1)
+            local = self._local.setdefault(key, set())
+            local.add(writer)
             try:
-                await self._outgoing(key, (reader, writer))
+                punched = self._punched.pop(key, None)
+                if punched is None:
+                    await self._outgoing(key, (reader, writer))
+                else:
+                    self.punched_open += 1
+                    try:
+                        await splice((reader, writer), punched[0])
+                    finally:
+                        self.punched_open -= 1
+                        punched[1]()
             finally:
+                local.discard(writer)
+                if not local and self._local.get(key) is local:
+                    del self._local[key]
                 entry = self._listeners.get(key)
                 if entry is not None:
                     self._listeners[key] = (entry[0], entry[1], max(0, entry[2] - 1))
@@ -321,6 +407,8 @@ class RelayClient:
 
     async def _outgoing(self, key: str, local: Stream) -> None:
         try:
+            if not self.linked:
+                raise RelayRefused(f"no control link to relay {self.relay.endpoint}")
             reply = await self._ask({"t": wire.CONNECT, "key": key})
             remote = await self._open_data(reply["token"])
         except (RelayRefused, OSError, asyncio.TimeoutError) as exc:
@@ -340,6 +428,8 @@ class RelayClient:
             "state": self.state,
             "error": self.error,
             "routes": len(self._listeners),
+            "punched": self.punched_open,
+            "observed": f"{self.observed[0]}:{self.observed[1]}" if self.observed else "",
             **self.counters,
             "bytes": self.bytes_out,
         }

@@ -304,6 +304,9 @@ class RelayServer:
                 budget = min(budget, max(0, self.limits.peer_bytes_per_hour - res.window_bytes))
         self._spawn(self._run_circuit(pending, a, b, budget))
 
+    def _count(self, n: int) -> None:
+        self.counters.bytes_relayed += n  # live: /metrics shows bytes as they are copied
+
     async def _run_circuit(self, pending: Pending, a: Stream, b: Stream, budget: int) -> None:
         result = SpliceResult(ended="error")
         try:
@@ -312,13 +315,13 @@ class RelayServer:
                 b,
                 max_bytes=budget,
                 max_seconds=self.limits.circuit_seconds,
+                on_bytes=self._count,
                 mangle=self.mangle() if self.mangle is not None else None,
             )
         finally:
             self.open_circuits -= 1
             closed = self.counters.circuits_closed
             closed[result.ended] = closed.get(result.ended, 0) + 1
-            self.counters.bytes_relayed += result.copied
             for key in (pending.requester, pending.target):
                 res = self.reservations.get(key)
                 if res is not None:

@@ -25,7 +25,7 @@ import zmq
 
 from netcore.config.errors import ConfigError
 from netcore.config.peers import parse_relay
-from netcore.net.peers import RELAYED, Peer
+from netcore.net.peers import PUNCHED, RELAYED, THROUGH_RELAY, Peer
 from netcore.net.relay_client import RelayClient
 from netcore.wire.addresses import peer_id_for
 
@@ -80,6 +80,7 @@ class Relaying:
                 lambda: m.endpoints[0] if m.endpoints else "",
                 self.on_peers,
                 self.incoming,
+                self.on_lost,
             )
             client.start()
             self.clients.append(client)
@@ -119,12 +120,14 @@ class Relaying:
             peer = m.peers.get(pid)
             if pid in m.departed or (peer is not None and self.direct(peer)):
                 continue
+            self.keys[pid] = key
+            if peer is not None and peer.reach == PUNCHED:
+                continue  # a direct link through the NATs, on the route it has
             current = self.routes.get(pid)
             if current is None or (current.state != "reserved" and current is not client):
                 if current is not None:
                     current.drop_endpoint(key)
                 self.routes[pid] = client
-            self.keys[pid] = key
             if peer is None:
                 peer, created = m.peers.upsert(pid, key, "relay")
                 if created:
@@ -132,6 +135,41 @@ class Relaying:
             peer.reach = RELAYED
             peer.relay = self.routes[pid].relay.endpoint
             m.connect(peer, voucher)
+
+    def on_lost(self, client: RelayClient) -> None:
+        """``client``'s control link dropped: each relayed peer it routes goes through another
+        relay that lists it, now (not when the reservations expire). Punched links stay: the
+        relay is only their fallback."""
+        for pid, route in list(self.routes.items()):
+            if route is client:
+                self._reroute(pid)
+
+    def route_ended(self, peer_id: str) -> None:
+        """A punched link ended: if its relay is gone meanwhile, move to another."""
+        client = self.routes.get(peer_id)
+        if client is not None and not client.linked:
+            self._reroute(peer_id)
+
+    def _reroute(self, peer_id: str) -> None:
+        m, current = self.m, self.routes.get(peer_id)
+        peer, key = m.peers.get(peer_id), self.keys.get(peer_id)
+        if current is None or peer is None or key is None or peer.reach == PUNCHED or m.stopping:
+            return
+        for other in self.clients:
+            if other is current or other.state != "reserved" or not other.linked:
+                continue
+            if peer_id not in self.listed.get(other.address, {}):
+                continue
+            current.drop_endpoint(key)
+            self.routes[peer_id] = other
+            peer.relay = other.relay.endpoint
+            log.info(
+                "peer %s (%s): relay %s lost, through relay %s now",
+                peer_id, peer.name, current.relay.endpoint, other.relay.endpoint,
+            )  # fmt: skip
+            if m.trust.may_dial(peer):
+                m.dialling.repoint(peer, VOUCHER + other.address)
+            return
 
     def direct(self, peer: Peer) -> bool:
         """We reach ``peer`` without a relay: mDNS found it, or a link not through a relay
@@ -155,7 +193,7 @@ class Relaying:
         """The relay a dial of ``endpoint`` goes through, or ``""`` (a direct dial)."""
         client = self.routes.get(peer_id)
         peer = self.m.peers.get(peer_id)
-        if client is None or peer is None or peer.reach != RELAYED:
+        if client is None or peer is None or peer.reach not in THROUGH_RELAY:
             return ""
         return client.address if client.local_endpoint(peer.key) == endpoint else ""
 

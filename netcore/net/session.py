@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from netcore.net.membership import MAX_CONNECTIONS_TRACKED, Membership
-from netcore.net.peers import RELAYED, Peer
+from netcore.net.peers import PUNCHED, RELAYED, Peer
 from netcore.observe.events import PeerUpdated
 from netcore.wire import protocol
 from netcore.wire.protocol import ProtocolError
@@ -117,6 +117,8 @@ class Session:
         if t == "ping":
             self.counters["pings_received"] += 1
             self.reply(rid, self.pong(req_id, msg["ts"]))
+        elif t == "punch":
+            self.reply(rid, self.m.punching.on_request(client_key, peer_id, msg))
         else:  # task, model_get
             self.on_request(rid, peer_id, msg)
 
@@ -232,7 +234,9 @@ class Session:
             # Also when a link exists: the hello may name a new endpoint (a peer restarted
             # on another port), and connect() re-points the DEALER there.
             self.m.connect_soon(peer_id)
-        if self.m.relaying.inbound(client_key) and not self.m.relaying.direct(peer):
+        if self.m.punching.inbound(client_key) and not self.m.relaying.direct(peer):
+            self.m.punching.set_reach(peer, PUNCHED)  # through both NATs (netcore.net.punching)
+        elif self.m.relaying.inbound(client_key) and not self.m.relaying.direct(peer):
             peer.reach = RELAYED  # it reached us through a relay (netcore.net.relaying)
         self.m.announce(peer)
         self.m.reach.learn(peer_id, msg)
@@ -272,6 +276,8 @@ class Session:
             if peer is not None:
                 m.on_link(peer_id, True)
         t = msg["t"]
+        if t in ("punch_ok", "error") and m.punching.on_reply(msg):
+            return
         if t in WORK_REPLIES:
             if t == "error":
                 self.on_error_reply(peer, msg)  # e.g. hello_required: greet again
@@ -288,9 +294,11 @@ class Session:
             peer.capacity = msg.get("capacity") or peer.capacity
             peer.accel = msg.get("accel") or peer.accel
             peer.serves_back = protocol.serves_back(msg)
+            peer.punches = msg.get("punch") == 1
             peer.greeted = True
             m.announce(peer)
             m.first_ping(peer)
+            m.punching.consider(peer)
             m.reach.learn(peer_id, msg)
             m.changed()
         elif t == "ping" and m.transport is not None:

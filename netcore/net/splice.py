@@ -47,6 +47,8 @@ async def _pump(
             if data:
                 writer.write(mangle(data) if mangle else data)
                 result.copied += len(data)
+                if on_bytes is not None:
+                    on_bytes(len(data))
             return "limit"
         writer.write(mangle(data) if mangle is not None else data)
         result.copied += len(data)

@@ -38,10 +38,20 @@ class PeerUp(Event):
     endpoint: str
     source: str = "mdns"
     reach: str = "direct"
-    """``direct`` or ``relayed`` (netcore.net.relaying)."""
+    """``direct``, ``relayed`` (netcore.net.relaying) or ``punched`` (netcore.net.punching)."""
     relay: str = ""
     """The relay's endpoint when relayed."""
     EVENT: ClassVar[str] = "peer_up"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReach(Event):
+    """How we reach a peer changed: ``relayed`` <-> ``punched`` (netcore.net.punching)."""
+
+    peer_id: str
+    reach: str
+    relay: str = ""
+    EVENT: ClassVar[str] = "peer_reach"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from netcore.observe.events import Event, TaskDone, TaskServed
-from netcore.observe.relay_metrics import node_relay_metrics
+from netcore.observe.relay_metrics import node_punch_metrics, node_relay_metrics
 from netcore.wire.protocol import ERROR_CODES
 
 if TYPE_CHECKING:
@@ -334,6 +334,7 @@ class NodeCollector(Collector):
             by_reach.add_metric([how], n)
         yield by_reach
         yield from node_relay_metrics(node.membership.relaying.status())
+        yield from node_punch_metrics(node.membership.punching.status())
         yield ratio
         yield peer_tasks
         yield uptime

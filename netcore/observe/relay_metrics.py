@@ -70,7 +70,7 @@ class RelayCollector(Collector):
         yield opened
         yield CounterMetricFamily(
             "p2pai_relay_bytes",
-            "Bytes spliced by closed circuits (both ways).",
+            "Bytes spliced by circuits (both ways), counted as they are copied.",
             value=c.bytes_relayed,
         )
         bad = CounterMetricFamily(
@@ -80,6 +80,23 @@ class RelayCollector(Collector):
         bad.add_metric(["bad_preamble"], c.bad_preambles)
         bad.add_metric(["bad_control"], c.control_errors)
         yield bad
+
+
+def node_punch_metrics(status: dict[str, Any]) -> Iterable[Metric]:
+    """A node's hole punching (``Punching.status()``)."""
+    events = CounterMetricFamily(
+        "p2pai_node_punch_events",
+        "Hole punches: attempts (ours), answered (theirs), punched, failed, refused, ended.",
+        labels=["event"],
+    )
+    for name in ("attempts", "answered", "punched", "failed", "refused", "ended"):
+        events.add_metric([name], status[name])
+    yield events
+    yield GaugeMetricFamily(
+        "p2pai_node_punched_links_in",
+        "Peers' links to our ROUTER carried by a punched connection now.",
+        value=status["direct_in"],
+    )
 
 
 def node_relay_metrics(status: list[dict[str, Any]]) -> Iterable[Metric]:
@@ -97,6 +114,11 @@ def node_relay_metrics(status: list[dict[str, Any]]) -> Iterable[Metric]:
     data = CounterMetricFamily(
         "p2pai_node_relay_bytes", "Bytes through the relay's circuits.", labels=["relay"]
     )
+    punched = GaugeMetricFamily(
+        "p2pai_node_relay_punched",
+        "Our links to peers routed by the relay and carried by a punched connection now.",
+        labels=["relay"],
+    )
     for row in status:
         relay = str(row["relay"]).partition("#")[0]
         state.add_metric([relay], 1.0 if row["state"] == "reserved" else 0.0)
@@ -104,6 +126,8 @@ def node_relay_metrics(status: list[dict[str, Any]]) -> Iterable[Metric]:
         circuits.add_metric([relay, "in"], row["circuits_in"])
         circuits.add_metric([relay, "errors"], row["circuit_errors"])
         data.add_metric([relay], row["bytes"])
+        punched.add_metric([relay], row["punched"])
     yield state
+    yield punched
     yield circuits
     yield data

@@ -24,8 +24,13 @@ ID_LEN: Final = 16
 MAX_FRAME: Final = 16 * 1024 * 1024
 MAX_CHUNK: Final = 1024 * 1024
 
-REQUESTS: Final = frozenset({"hello", "ping", "task", "model_get"})
-NO_REPLY: Final = frozenset({"cancel", "pong", "result", "error", "model_chunk", "bye"})
+REQUESTS: Final = frozenset({"hello", "ping", "task", "model_get", "punch"})
+NO_REPLY: Final = frozenset({"cancel", "pong", "result", "error", "model_chunk", "bye", "punch_ok"})
+PUNCH_TOKEN_LEN: Final = 16
+MAX_PUNCH_ADDR: Final = 64
+"""``punch`` and ``punch_ok`` (docs/protocol.md, "Hole punching"): a node that reaches a peer
+through a relay asks it to open a direct TCP connection at the same time as itself. Sent
+only to a peer whose ``hello`` carries ``punch: 1``; other implementations never see them."""
 KNOWN_TYPES: Final = REQUESTS | NO_REPLY
 DEALER_SERVES: Final = ("model_get",)
 """Requests a node answers when the peer its DEALER is connected to sends them on that DEALER:
@@ -277,7 +282,7 @@ def arrays_of(msg: dict[str, Any], key: str) -> dict[str, np.ndarray]:
 def validate(msg: dict[str, Any]) -> None:
     """Check the fields of an envelope-checked message; raise ``bad_request`` on a bad one."""
     t = msg["t"]
-    if t in REQUESTS or t in ("pong", "result", "model_chunk", "cancel"):
+    if t in REQUESTS or t in ("pong", "result", "model_chunk", "cancel", "punch_ok"):
         _need_id(msg)
     if t == "hello":
         _need(msg, "name", str, "str")
@@ -322,6 +327,16 @@ def validate(msg: dict[str, Any]) -> None:
         length = _need(msg, "length", int, "int")
         if offset < 0 or length < 0:
             raise ProtocolError("bad_request", "offset and length must be >= 0", msg["id"])
+    elif t in ("punch", "punch_ok"):
+        addr = _need(msg, "addr", str, "str")
+        if len(addr) > MAX_PUNCH_ADDR:
+            raise ProtocolError("bad_request", "field 'addr' is too long", msg["id"])
+        if t == "punch":
+            token = _need(msg, "token", bytes, f"{PUNCH_TOKEN_LEN} bytes")
+            if len(token) != PUNCH_TOKEN_LEN:
+                raise ProtocolError(
+                    "bad_request", f"field 'token' must be {PUNCH_TOKEN_LEN} bytes", msg["id"]
+                )
     elif t == "model_chunk":
         _need(msg, "sha256", str, "str")
         _need(msg, "offset", int, "int")

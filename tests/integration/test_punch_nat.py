@@ -1,0 +1,230 @@
+"""Hole punching and relay fail-over between two homes behind NAT (issue 18, tests 3 and 4).
+
+The topology of tests/integration/nat.py: a worker in home A, a requester (``p2pai submit``)
+in home B, each behind its own router doing nftables ``masquerade`` that drops every
+connection started from outside; relays on the public segment.
+
+3. The pair talks through the relay, punches a direct path through both NATs (a
+   simultaneous TCP open, netcore.net.punching), and moves to it: the worker reports the
+   requester ``punched``, and the relay's byte counter stops growing while tasks flow. With
+   a NAT that blocks it (a DROP rule on router A for home B's public address) the punch
+   fails and the tasks keep flowing through the relay.
+4. Killing the relay: the punched link carries on (every task ok). Relayed peers (punching
+   blocked) with a second relay configured come back through it at once.
+
+Runs as root where ``ip netns`` is allowed; fails (does not skip) there without ``nft``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import NodeProc, child_env, cli_argv, stop_pid
+from nat import RELAY_ADDRESS, Nat, nft_missing, run_in
+from netns import netns_unavailable
+from test_relay_nat import in_ns, no_traceback, stop_all
+
+pytestmark = pytest.mark.integration
+
+WHY_NOT = netns_unavailable()
+SECOND_RELAY = "10.231.100.11"
+
+
+@pytest.fixture
+def nat() -> Iterator[Nat]:
+    if WHY_NOT:
+        pytest.skip(f"network namespace test skipped: {WHY_NOT}")
+    missing = nft_missing()
+    if missing:
+        pytest.fail(f"{missing}: .ci/run installs it (apt-get install nftables)")
+    made = Nat()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def node_proc(ns: str, address: str, name: str, network: str, tmp: Path, *relays: str) -> NodeProc:
+    extra: list[str] = ["--no-mdns", "--log-level", "debug"]
+    for relay in relays:
+        extra += ["--relay", relay]
+    node = NodeProc(name, network, tmp / name, tmp, tuple(extra))
+    argv = list(node.argv)
+    argv[argv.index("--interface") + 1] = address
+    node.argv = in_ns(ns, argv)
+    return node.start()
+
+
+def relay_at(nat: Nat, tmp: Path, name: str, address: str) -> NodeProc:
+    proc = NodeProc(name, "-", tmp / name, tmp)
+    proc.argv = in_ns(nat.relay_ns, [
+        *cli_argv(), "relay", "--json", "--data-dir", str(tmp / name), "--interface", address,
+        "--port", "0", "--metrics-port", "0", "--metrics-host", address,
+    ])  # fmt: skip
+    return proc.start()
+
+
+def relay_bytes(nat: Nat, metrics_url: str) -> float:
+    """The relay's live count of bytes spliced (``p2pai_relay_bytes_total``)."""
+    code = f"import urllib.request;print(urllib.request.urlopen({metrics_url!r}).read().decode())"
+    text = subprocess.run(
+        in_ns(nat.relay_ns, [sys.executable, "-c", code]),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    ).stdout
+    for line in text.splitlines():
+        if line.startswith("p2pai_relay_bytes_total "):
+            return float(line.split()[1])
+    raise AssertionError(f"no p2pai_relay_bytes_total in {text[:1500]}")
+
+
+def start_submit(
+    nat: Nat, network: str, tmp: Path, relays: list[str], count: int
+) -> subprocess.Popen[str]:
+    home = nat.homes[1]
+    argv = [
+        *cli_argv(), "submit", "--json", "--interface", home.address, "--network", network,
+        "--data-dir", str(tmp / "client"), "--no-mdns", "--count", str(count),
+        "--concurrency", "2", "--timeout", "20", "--log-level", "debug",
+    ]  # fmt: skip
+    for relay in relays:
+        argv += ["--relay", relay]
+    return subprocess.Popen(
+        in_ns(home.host_ns, argv),
+        stdout=open(tmp / "submit.stdout", "w"),
+        stderr=open(tmp / "submit.stderr", "w"),
+        text=True,
+        env=child_env(),
+    )
+
+
+def finish(proc: subprocess.Popen[str], tmp: Path, timeout: float = 240) -> dict[str, Any]:
+    proc.wait(timeout=timeout)
+    out = (tmp / "submit.stdout").read_text()
+    lines = out.strip().splitlines()
+    assert proc.returncode == 0 and lines, (proc.returncode, out[-2000:])
+    summary: dict[str, Any] = json.loads(lines[-1])
+    return summary
+
+
+def served(worker: NodeProc) -> int:
+    return worker.count("task_served")
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def block_punching(nat: Nat) -> None:
+    """Router A drops whatever its home sends to home B's public address: no punch passes,
+    while the relay (another address) still does."""
+    home_a, home_b = nat.homes
+    run_in(home_a.router_ns, "nft", "insert", "rule", "ip", "filter", "forward",
+           "ip", "daddr", home_b.router_public, "drop")  # fmt: skip
+
+
+def test_punch_moves_the_pair_off_the_relay_and_survives_the_relay(
+    nat: Nat, tmp_path: Path
+) -> None:
+    network = f"punch-{uuid.uuid4().hex[:10]}"
+    home_a = nat.homes[0]
+    relay = relay_at(nat, tmp_path, "relay", RELAY_ADDRESS)
+    worker = submit = None
+    try:
+        ready = relay.wait_for("ready", timeout=30)
+        address = ready["address"]
+        worker = node_proc(home_a.host_ns, home_a.address, "worker", network, tmp_path, address)
+        worker.wait_for("ready", timeout=30)
+        submit = start_submit(nat, network, tmp_path, [address], count=20000)
+
+        reach = worker.wait_for("peer_reach", timeout=40)
+        assert reach["reach"] == "punched", reach
+        # The relay carried the start; after the punch its byte counter stands still while
+        # tasks keep flowing over the direct path.
+        time.sleep(0.5)
+        before, tasks_before = relay_bytes(nat, ready["metrics"]), served(worker)
+        time.sleep(2.0)
+        after, tasks_after = relay_bytes(nat, ready["metrics"]), served(worker)
+        assert tasks_after - tasks_before >= 100, (tasks_before, tasks_after)
+        assert after - before < 1024, (before, after)
+
+        # Kill the relay: the punched link does not need it.
+        relay.kill()
+        relay.wait_exit(10)
+        at_kill = served(worker)
+        wait_until(lambda: served(worker) >= at_kill + 200, 20, "tasks after the relay died")
+        summary = finish(submit, tmp_path)
+        submit = None
+        assert summary["failed"] == 0 and summary["ok"] == 20000, summary
+        assert summary["accuracy"] >= 0.9
+    finally:
+        if submit is not None and submit.poll() is None:
+            stop_pid(submit)
+        stop_all(worker, relay)
+    text = (tmp_path / "submit.stderr").read_text()
+    assert "hole punched" in text, text[-3000:]
+    assert "Traceback" not in text
+    no_traceback(worker)
+
+
+def test_blocked_punch_stays_relayed_and_a_second_relay_takes_over(
+    nat: Nat, tmp_path: Path
+) -> None:
+    network = f"punch-{uuid.uuid4().hex[:10]}"
+    home_a = nat.homes[0]
+    block_punching(nat)
+    run_in(nat.relay_ns, "ip", "addr", "add", f"{SECOND_RELAY}/24", "dev", f"rw{nat.tag}")
+    relays = [
+        relay_at(nat, tmp_path, "relay1", RELAY_ADDRESS),
+        relay_at(nat, tmp_path, "relay2", SECOND_RELAY),
+    ]
+    worker = submit = None
+    try:
+        readies = [relay.wait_for("ready", timeout=30) for relay in relays]
+        addresses = [ready["address"] for ready in readies]
+        worker = node_proc(home_a.host_ns, home_a.address, "worker", network, tmp_path, *addresses)
+        worker.wait_for("ready", timeout=30)
+        submit = start_submit(nat, network, tmp_path, addresses, count=20000)
+        wait_until(lambda: served(worker) >= 300, 40, "tasks through a relay")
+        log = tmp_path / "submit.stderr"
+        wait_until(lambda: "no direct path" in log.read_text(), 20, "the punch to fail")
+        assert worker.count("peer_reach") == 0  # never punched: the DROP rule holds
+        # Kill the relay the pair uses: it comes back through the other one.
+        used = next(
+            i
+            for i, a in enumerate(addresses)
+            if f"up at relay {a.partition('#')[0]}" in log.read_text()
+        )
+        before = relay_bytes(nat, readies[1 - used]["metrics"])
+        relays[used].kill()
+        relays[used].wait_exit(10)
+        killed_at, at_kill = time.monotonic(), served(worker)
+        wait_until(lambda: served(worker) > at_kill, 20, "a task after the relay died")
+        gap = time.monotonic() - killed_at
+        wait_until(lambda: served(worker) >= at_kill + 300, 20, "tasks through the second relay")
+        assert relay_bytes(nat, readies[1 - used]["metrics"]) > before + 100_000
+        print(f"fail-over: first task {gap:.2f}s after the relay died")
+        assert "through relay" in log.read_text()
+        summary = finish(submit, tmp_path)
+        submit = None
+        assert summary["failed"] == 0 and summary["ok"] == 20000, summary
+    finally:
+        if submit is not None and submit.poll() is None:
+            stop_pid(submit)
+        stop_all(worker, *relays)
+    assert "Traceback" not in (tmp_path / "submit.stderr").read_text()
+    no_traceback(worker)
