@@ -134,6 +134,8 @@ VALID_MESSAGES: dict[str, dict[str, Any]] = {
     },
     "cancel": {"t": "cancel", "id": RID},
     "bye": {"t": "bye"},
+    "punch": {"t": "punch", "id": RID, "addr": "198.51.100.7:40123", "token": b"\x07" * 16},
+    "punch_ok": {"t": "punch_ok", "id": RID, "addr": "[2001:db8::1]:40124"},
 }
 
 
@@ -179,6 +181,8 @@ def test_every_type_of_the_spec_has_an_example() -> None:
         "model_chunk",
         "cancel",
         "bye",
+        "punch",
+        "punch_ok",
     }
     assert types == protocol.KNOWN_TYPES
 
@@ -371,6 +375,17 @@ def _with(label: str, **over: Any) -> dict[str, Any]:
 
 
 BAD_FIELDS: list[Any] = [
+    # punch (a relayed peer's request for a simultaneous open)
+    pytest.param({"t": "punch", "id": RID, "addr": "198.51.100.7:1"}, id="punch-no-token"),
+    pytest.param(
+        {"t": "punch", "id": RID, "addr": "198.51.100.7:1", "token": b"x" * 15},
+        id="punch-short-token",
+    ),
+    pytest.param(
+        {"t": "punch", "id": RID, "addr": "1" * 65, "token": b"x" * 16}, id="punch-long-addr"
+    ),
+    pytest.param({"t": "punch", "id": RID, "addr": 7, "token": b"x" * 16}, id="punch-int-addr"),
+    pytest.param({"t": "punch_ok", "id": RID, "addr": b"198.51.100.7:1"}, id="punch_ok-bin-addr"),
     # hello
     pytest.param(_without(_hello(), "name"), id="hello-no-name"),
     pytest.param(_hello(name=b"bytes"), id="hello-bin-name"),

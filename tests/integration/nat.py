@@ -126,6 +126,13 @@ class Nat:
             ip("route", "add", f"{subnet}.0/24", "via", router_public, ns=self.relay_ns)
             self.homes.append(Home(router, host, f"{subnet}.2", router_public))
 
+    def block_direct(self) -> None:
+        """Router A drops whatever its home sends to home B's public address: no hole punch
+        between the homes passes (the relay, another address, still does)."""
+        home_a, home_b = self.homes
+        run_in(home_a.router_ns, "nft", "insert", "rule", "ip", "filter", "forward",
+               "ip", "daddr", home_b.router_public, "drop")  # fmt: skip
+
     def close(self) -> None:
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -129,14 +129,6 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def block_punching(nat: Nat) -> None:
-    """Router A drops whatever its home sends to home B's public address: no punch passes,
-    while the relay (another address) still does."""
-    home_a, home_b = nat.homes
-    run_in(home_a.router_ns, "nft", "insert", "rule", "ip", "filter", "forward",
-           "ip", "daddr", home_b.router_public, "drop")  # fmt: skip
-
-
 def test_punch_moves_the_pair_off_the_relay_and_survives_the_relay(
     nat: Nat, tmp_path: Path
 ) -> None:
@@ -186,7 +178,7 @@ def test_blocked_punch_stays_relayed_and_a_second_relay_takes_over(
 ) -> None:
     network = f"punch-{uuid.uuid4().hex[:10]}"
     home_a = nat.homes[0]
-    block_punching(nat)
+    nat.block_direct()
     run_in(nat.relay_ns, "ip", "addr", "add", f"{SECOND_RELAY}/24", "dev", f"rw{nat.tag}")
     relays = [
         relay_at(nat, tmp_path, "relay1", RELAY_ADDRESS),

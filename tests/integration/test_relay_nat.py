@@ -3,7 +3,9 @@ segment (issue 18). The topology (tests/integration/nat.py) is built in network 
 nftables ``masquerade`` on each home router, and nothing can connect into a home from outside.
 
 1. The requester knows only the relay (``--no-mdns --relay``): it finds the worker in the
-   relay's registry and runs 200 tasks through a circuit, 0 failed, digits accuracy >= 0.9.
+   relay's registry and runs 200 tasks through a circuit, 0 failed, digits accuracy >= 0.9
+   (hole punching is blocked here, so that every task crosses the relay: see
+   test_punch_nat.py for the punched path).
 2. A packet capture on the relay's interfaces holds no plaintext task: no msgpack key of the
    protocol, no input tensor's bytes (the peers' CURVE runs end to end through the splice).
    A relay that flips a bit (tests/flipping_relay.py, a real process) makes the CURVE link
@@ -147,6 +149,7 @@ def test_requester_finds_worker_through_relay_and_relay_sees_only_ciphertext(
 ) -> None:
     network = f"nat-{uuid.uuid4().hex[:10]}"
     home_a, home_b = nat.homes
+    nat.block_direct()  # every task through the relay (test_punch_nat.py leaves it)
     capture = tmp_path / "relay.pcap"
     sniffer = subprocess.Popen(
         in_ns(nat.relay_ns, [sys.executable, str(HERE / "sniff.py"), str(capture)]),
@@ -207,6 +210,7 @@ def test_requester_finds_worker_through_relay_and_relay_sees_only_ciphertext(
 def test_a_relay_that_flips_bits_breaks_the_link_never_the_answer(nat: Nat, tmp_path: Path) -> None:
     network = f"nat-{uuid.uuid4().hex[:10]}"
     home_a = nat.homes[0]
+    nat.block_direct()  # the hostile relay carries every byte: no punch past it
     relay = relay_proc(nat, tmp_path, "--after", "20000", script=ROOT / "tests/flipping_relay.py")
     worker = None
     try:
