@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 
 WHY_NOT = netns_unavailable()
 SECOND_RELAY = "10.231.100.11"
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture
@@ -219,4 +220,75 @@ def test_blocked_punch_stays_relayed_and_a_second_relay_takes_over(
             stop_pid(submit)
         stop_all(worker, *relays)
     assert "Traceback" not in (tmp_path / "submit.stderr").read_text()
+    no_traceback(worker)
+
+
+def adversary(nat: Nat, network: str, tmp: Path, relay: str, *args: str) -> dict[str, Any]:
+    home = nat.homes[1]
+    argv = in_ns(home.host_ns, [
+        sys.executable, str(ROOT / "tests/punch_adversary.py"), "--network", network,
+        "--data-dir", str(tmp / f"adversary-{uuid.uuid4().hex[:6]}"), "--interface", home.address,
+        "--relay", relay, *args,
+    ])  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=child_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def punch_events(nat: Nat, metrics_url: str) -> dict[str, float]:
+    code = f"import urllib.request;print(urllib.request.urlopen({metrics_url!r}).read().decode())"
+    text = subprocess.run(
+        in_ns(nat.homes[0].host_ns, [sys.executable, "-c", code]),
+        capture_output=True, text=True, timeout=20,
+    ).stdout  # fmt: skip
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("p2pai_node_punch_events_total{"):
+            found[line.split('"')[1]] = float(line.split()[-1])
+        elif line.startswith("p2pai_node_punched_links_in "):
+            found["links_in"] = float(line.split()[-1])
+    return found
+
+
+def test_a_hostile_relayed_peer_can_neither_aim_punches_nor_slip_in_unproven(
+    nat: Nat, tmp_path: Path
+) -> None:
+    network = f"punch-{uuid.uuid4().hex[:10]}"
+    home_a = nat.homes[0]
+    relay = relay_at(nat, tmp_path, "relay", RELAY_ADDRESS)
+    worker = None
+    try:
+        address = relay.wait_for("ready", timeout=30)["address"]
+        worker = NodeProc("worker", network, tmp_path / "worker", tmp_path, (
+            "--no-mdns", "--relay", address, "--metrics-port", "19464",
+            "--metrics-host", home_a.address,
+        ))  # fmt: skip
+        argv = list(worker.argv)
+        argv[argv.index("--interface") + 1] = home_a.address
+        worker.argv = in_ns(home_a.host_ns, argv)
+        worker.start()
+        metrics = worker.wait_for("ready", timeout=30)
+        url = f"http://{home_a.address}:19464/metrics"  # the namespace's own port space
+
+        # 50 punches at once toward 50 third parties: one is answered (a few SYNs for the
+        # window), the rest refused at once; the victim keeps serving.
+        flood = adversary(nat, network, tmp_path, address, "--mode", "flood", "--count", "50")
+        assert flood["ok"] <= 1, flood
+        assert flood["errors"].get("overloaded", 0) >= 49 - flood["ok"], flood
+        events = punch_events(nat, url)
+        assert events["answered"] <= 1 and events["punched"] == 0, events
+
+        # A connection that shows a wrong token is never spliced into the ROUTER.
+        bad = adversary(nat, network, tmp_path, address, "--mode", "bad-token")
+        assert bad["ok"] == 1 and bad.get("connected"), bad
+        assert bad["closed_by_victim"], bad
+        events = punch_events(nat, url)
+        print(f"flood {flood}, bad token {bad}, victim's punch events {events}")
+        assert events["punched"] == 0 and events.get("links_in", 0) == 0, events
+        assert events["failed"] >= 1, events
+        assert metrics["peer_id"]
+    finally:
+        stop_all(worker, relay)
     no_traceback(worker)
