@@ -1,8 +1,10 @@
 """Issue 18's relay targets, on the NAT topology of tests/integration/nat.py (namespaces, root).
 
 * **Round trip**: ``submit --concurrency 1`` from home B, p50 task latency: through the relay to
-  a worker in home A, against direct to a worker on the public segment (``--peer``), both out
-  of home B's NAT. Target: relayed <= 2x direct.
+  a worker in home A (hole punching blocked by a DROP rule on router A), against direct to a
+  worker on the public segment (``--peer``), both out of home B's NAT. Target: relayed <= 2x
+  direct. Also **punched**: the same pair with punching allowed (the first tasks go through
+  the relay, the rest over the punched path), and how long after ``peer_up`` the punch held.
 * **Join**: a node in home B that knows only the relay (``--no-mdns --relay``): time from its
   ``ready`` to the worker's ``peer_up``, median of ``--joins`` runs. Target: <= 1 s.
 * **Idle reservations**: ``--idle`` (200) reservations held (renewed) from home B, the relay's
@@ -85,16 +87,28 @@ def node(ns: str, address: str, name: str, network: str, tmp: Path, *extra: str)
     return proc.start()
 
 
+def _log_time(line: str) -> float:
+    stamp = line[:23]  # "2026-12-07 20:41:17,119"
+    return time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:]) / 1000
+
+
 def submit_p50(nat: Nat, network: str, tmp: Path, count: int, *reach: str) -> dict[str, Any]:
     home = nat.homes[1]
     argv = [
         "ip", "netns", "exec", home.host_ns, *cli_argv(), "submit", "--json",
         "--interface", home.address, "--network", network, "--data-dir", str(tmp / "client"),
         "--no-mdns", *reach, "--count", str(count), "--concurrency", "1", "--timeout", "20",
+        "--log-level", "info",
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=child_env())
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"ok": summary["ok"], "p50_ms": summary["latency_ms"]["p50"]}
+    out = {"ok": summary["ok"], "p50_ms": summary["latency_ms"]["p50"]}
+    lines = done.stderr.splitlines()
+    up = next((line for line in lines if " up at relay " in line), None)
+    punched = next((line for line in lines if "hole punched" in line), None)
+    if up and punched:
+        out["punched_after_peer_up_ms"] = round((_log_time(punched) - _log_time(up)) * 1000)
+    return out
 
 
 def main() -> None:
@@ -125,12 +139,16 @@ def main() -> None:
         worker.wait_for("ready", timeout=30)
         direct_ready = public.wait_for("ready", timeout=30)
         peer = f"{direct_ready['endpoint']}#{direct_ready['key']}"
-        relayed = submit_p50(nat, network, tmp, args.tasks, "--relay", address)
+        punched = submit_p50(nat, network, tmp, args.tasks, "--relay", address)
         direct = submit_p50(nat, network + "-direct", tmp, args.tasks, "--peer", peer)
+        nat.block_direct()  # from here on no punch passes: every task crosses the relay
+        relayed = submit_p50(nat, network, tmp, args.tasks, "--relay", address)
         out["round_trip"] = {
             "relayed": relayed,
+            "punched": punched,
             "direct": direct,
             "ratio": round(relayed["p50_ms"] / direct["p50_ms"], 2),
+            "punched_ratio": round(punched["p50_ms"] / direct["p50_ms"], 2),
             "target": "<= 2",
         }
 

@@ -308,6 +308,7 @@ class Membership:
             for peer_id in forgotten:
                 self.dialling.forget(peer_id)
             self.dialling.tick()
+            self.punching.tick()
             self.hints.tick()
             now = time.monotonic()
             for peer_id, at in list(self.departed.items()):

@@ -136,6 +136,20 @@ class Punching:
         self._trying.add(pid)
         self._spawn(self._initiate(peer, client))
 
+    def tick(self) -> None:
+        """Punch again where it is due: after a failure's backoff, or a punched link's end."""
+        if not self.enabled or not self._next_try:
+            return
+        now = time.monotonic()
+        for pid, due in list(self._next_try.items()):
+            peer = self.m.peers.get(pid)
+            if peer is None:
+                if pid not in self._trying:
+                    del self._next_try[pid]  # gone: nothing to punch to
+                continue
+            if now >= due and peer.greeted:
+                self.consider(peer)
+
     async def _ask(self, peer_id: str, msg: dict[str, Any]) -> dict[str, Any]:
         rid = protocol.new_id()
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
