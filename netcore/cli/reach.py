@@ -83,8 +83,9 @@ def register_reach_commands(cli: click.Group) -> None:
 
         Checks the interfaces, multicast, the answers to our mDNS query (other network
         names, duplicate ids), TCP connections to the nodes found and to static --peer
-        entries, each --relay (its key, round trip, and whether this machine looks public or
-        NATed from there), clocks and firewalls. Exit status: 0 no problem, 2 problems found.
+        entries, each --relay (its key, round trip, whether this machine looks public or
+        NATed from there, and whether hole punching can work: does the NAT keep source
+        ports), clocks and firewalls. Exit status: 0 no problem, 2 problems found.
         """
         from netcore.doctor import exit_code, run_doctor
 

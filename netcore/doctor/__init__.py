@@ -24,7 +24,8 @@ The checks, in order:
    UDP 5353 and the node's TCP port.
 7. **relay**: each ``--relay`` answers on TCP, completes the CURVE handshake to the key in its
    address and grants a reservation (``relays``); the round trip; and public or NATed, from
-   where the relay says it sees us (``relay_reserved``'s ``observed``).
+   where the relay says it sees us (``relay_reserved``'s ``observed``); whether hole
+   punching can work (a second link from a port of ours: does the NAT keep it?).
 
 Nothing here sends anywhere but to the mDNS group on the chosen interfaces and to the
 endpoints the nodes themselves advertise (or the user gave with ``--peer`` and ``--relay``).

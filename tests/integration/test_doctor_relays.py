@@ -1,6 +1,7 @@
 """``p2pai doctor``'s relay check against a real ``p2pai relay`` process on 127.0.0.1: a relay
 that answers (key, round trip, where it sees us from), the same relay under a wrong key, a
-closed port, and no relay at all. Every process is stopped by PID (``popen_cli``)."""
+closed port, and no relay at all; the hole punching line (no NAT on loopback: not needed).
+Every process is stopped by PID (``popen_cli``). Through a real NAT: test_doctor_nat.py."""
 
 from __future__ import annotations
 
@@ -80,6 +81,13 @@ def test_doctor_checks_each_relay(
     public = [f for f in found if "looks public" in f["summary"]]
     assert public and public[0]["details"]["public"] is True, found
     assert not [f for f in found if f["status"] in ("problem", "warn")], found
+    # A second link from a port of ours arrives from that port (no NAT): no punching needed.
+    punch = [f for f in found if "hole punching" in f["summary"]]
+    assert len(punch) == 1 and punch[0]["status"] == "ok", found
+    assert "not needed" in punch[0]["summary"], punch
+    details = punch[0]["details"]
+    assert details["punch"] == "not needed" and details["port_kept"] is True, details
+    assert details["probe_observed"] == f"{LOOPBACK}:{details['probe_port']}", details
 
     # The same relay under another key: TCP answers, CURVE does not, and the fix says so.
     other_key = zmq.curve_keypair()[0].decode("ascii")
