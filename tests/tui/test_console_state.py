@@ -111,6 +111,19 @@ def test_peer_view() -> None:
     assert peer_view(PeerRow("x" * 20, "", state=EVASIVE), None, 0, False).name == "x" * 8
 
 
+def test_peer_view_says_how_a_peer_is_reached() -> None:
+    peer = Peer(peer_id="q" * 20, key="k", name="far", endpoints=["tcp://10.0.0.5:7"])
+    row = PeerRow(peer.peer_id, "far")
+    assert peer_view(row, peer, 0, False).endpoint == "tcp://10.0.0.5:7"
+    peer.reach, peer.relay = "relayed", "tcp://203.0.113.7:7400"
+    assert peer_view(row, peer, 0, False).endpoint == "tcp://203.0.113.7:7400 (relayed)"
+    peer.reach, peer.punched_to = "punched", "198.51.100.4:40123"
+    assert peer_view(row, peer, 0, False).endpoint == "198.51.100.4:40123 (punched)"
+    # A reach change redraws the row, like a load change.
+    moved = EventTranslator()(ev.PeerReach(peer_id=peer.peer_id, reach="punched"))
+    assert isinstance(moved, PeerLoad) and moved.peer_id == peer.peer_id
+
+
 def test_event_translation_and_coalescing() -> None:
     translate = EventTranslator()
     joined = translate(ev.PeerUp(peer_id="a", name="alpha", endpoint="tcp://x:1"))
