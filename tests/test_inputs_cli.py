@@ -76,6 +76,17 @@ def test_submit_input_is_one_line(files: Path, given: str, said: str) -> None:
         ("-", "INPUT - (stdin): not JSON"),
         ('{"pixels": [1]}', "model digits takes input 'input'; given 'pixels'"),
         ("[[1, 2], [3]]", "input 'input' of model digits: the values are not a rectangular array"),
+        # Longer than a file name may be (255 bytes): JSON or text all the same, not a path.
+        pytest.param(
+            str([round(i * 0.123456789, 9) for i in range(65)]),
+            "input 'input' of model digits: expected float32 [N, 64], given float64 [65]",
+            id="long-json",
+        ),
+        pytest.param(
+            "seven " * 60,
+            "INPUT 'seven seven seven seven seven seven seven seven seven sev...' is not",
+            id="long-text",
+        ),
     ],
 )
 def test_infer_input_is_one_line(files: Path, given: str, said: str) -> None:
