@@ -46,16 +46,19 @@ def test_other_kinds_are_one_line_naming_them(tmp_path: Path) -> None:
     (tmp_path / "features.csv").write_text("a,b\n1,2\n")
     assert (
         refused(tmp_path / "features.csv")
-        == f"--input {tmp_path}/features.csv: a CSV file; {READS}"
+        == f"--input {tmp_path}/features.csv: a CSV file; {READS}; "
+        f"`p2pai map MODEL {tmp_path}/features.csv -o OUT` reads it"
     )
     (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
-    assert refused(tmp_path / "digit.png").endswith(f"digit.png: a PNG image; {READS}")
+    assert f"digit.png: a PNG image; {READS}; `p2pai map MODEL " in refused(tmp_path / "digit.png")
     (tmp_path / "pngs").mkdir()
     assert refused(tmp_path / "pngs").endswith(
-        f"pngs: a folder; {READS} (folders are not read yet)"
+        f"pngs: a folder; {READS}; `p2pai map MODEL {tmp_path}/pngs -o OUT` reads it"
     )
     (tmp_path / "photo").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
-    assert refused(tmp_path / "photo").endswith("photo: a JPEG image; " + READS)
+    assert refused(tmp_path / "photo").endswith(
+        f"photo: a JPEG image; {READS}; `p2pai map MODEL {tmp_path}/photo -o OUT` reads it"
+    )
     assert refused(tmp_path / "none.npy").endswith("none.npy: no such file")
 
 

@@ -24,6 +24,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "pngs" / "digit_000.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
     np.save(tmp_path / "digits-8x7.npy", np.zeros((500, 8, 7)))
     (tmp_path / "sample.json").write_text("[1, 2, 3]")
+    (tmp_path / "notes.txt").write_text("five\n")
     return tmp_path
 
 
@@ -44,9 +45,22 @@ def run(tmp_path: Path, *args: str, stdin: str = "") -> str:
 @pytest.mark.parametrize(
     ("given", "said"),
     [
-        ("features.csv", f"--input {{d}}/features.csv: a CSV file; {READS}"),
-        ("pngs/digit_000.png", f"--input {{d}}/pngs/digit_000.png: a PNG image; {READS}"),
-        ("pngs", f"--input {{d}}/pngs: a folder; {READS} (folders are not read yet)"),
+        # What `p2pai map` reads (the jobs work) is named with the command that reads it.
+        (
+            "features.csv",
+            f"--input {{d}}/features.csv: a CSV file; {READS}; "
+            "`p2pai map digits {d}/features.csv -o OUT` reads it",
+        ),
+        (
+            "pngs/digit_000.png",
+            f"--input {{d}}/pngs/digit_000.png: a PNG image; {READS}; "
+            "`p2pai map digits {d}/pngs/digit_000.png -o OUT` reads it",
+        ),
+        (
+            "pngs",
+            f"--input {{d}}/pngs: a folder; {READS}; `p2pai map digits {{d}}/pngs -o OUT` reads it",
+        ),
+        ("notes.txt", f"--input {{d}}/notes.txt: a text file; {READS}"),
         ("nosuch.npy", "--input {d}/nosuch.npy: no such file"),
         (
             "digits-8x7.npy",
@@ -76,6 +90,17 @@ def test_submit_input_is_one_line(files: Path, given: str, said: str) -> None:
         ("-", "INPUT - (stdin): not JSON"),
         ('{"pixels": [1]}', "model digits takes input 'input'; given 'pixels'"),
         ("[[1, 2], [3]]", "input 'input' of model digits: the values are not a rectangular array"),
+        # Longer than a file name may be (255 bytes): JSON or text all the same, not a path.
+        pytest.param(
+            str([round(i * 0.123456789, 9) for i in range(65)]),
+            "input 'input' of model digits: expected float32 [N, 64], given float64 [65]",
+            id="long-json",
+        ),
+        pytest.param(
+            "seven " * 60,
+            "INPUT 'seven seven seven seven seven seven seven seven seven sev...' is not",
+            id="long-text",
+        ),
     ],
 )
 def test_infer_input_is_one_line(files: Path, given: str, said: str) -> None:

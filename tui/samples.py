@@ -6,7 +6,8 @@ signature.
 first model), the shipped samples of a shipped model (``assets/samples/<name>-test.npz``,
 labelled), its plugin's ``samples`` (raw inputs run through the plugin's ``preprocess``,
 labelled when the plugin says), or random values that fit its declared input (dtype, and
-shape with 1 for each free axis past the first). Known samples that do not fit the model's
+shape with 32 for each free axis past the first, as a worker's warm-up: the OCR detection
+graph fails on a 1x1 image). Known samples that do not fit the model's
 signature (a user model that took a shipped name) are not used. A model the console cannot
 feed (several inputs, no batch axis) is shown in the picker with the reason, and not picked.
 """
@@ -24,6 +25,10 @@ from netcore.models.registry import ModelError, assets_dir, load_samples
 
 GENERATED = 32
 """Random inputs made for a model without samples (tasks pick among them)."""
+FREE_AXIS = 32
+"""The size of a free axis past the first in generated inputs: an image's height and width (a
+detection graph down-samples them by 32), a text's tokens. netcore.tasks.worker's warm-up
+zeros take the same."""
 MAX_GENERATED_VALUES = 1 << 20
 """Values in one generated sample at most (a model that wants more is not fed)."""
 FLOATS = frozenset({"float16", "float32", "float64"})
@@ -94,8 +99,9 @@ def feedable(specs: Sequence[InputSpec]) -> InputSpec:
 
 
 def generated(spec: InputSpec, rng: np.random.Generator) -> Feed:
-    """Random values of the declared dtype and shape (1 for each free axis past the first)."""
-    rest = tuple(1 if d == -1 else d for d in spec.shape[1:])
+    """Random values of the declared dtype and shape (:data:`FREE_AXIS` for each free axis
+    past the first)."""
+    rest = tuple(FREE_AXIS if d == -1 else d for d in spec.shape[1:])
     if math.prod(rest) > MAX_GENERATED_VALUES:
         raise CannotFeed(f"input {spec.name!r} is too large to make up ({list(spec.shape)})")
     shape = (GENERATED, *rest)

@@ -48,7 +48,11 @@ def kind_input(
     if raw_input == "-" or raw_input.startswith("@"):
         return None  # JSON on stdin or in a file: the tensor path
     path = Path(raw_input)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError:  # a name too long to be a path (a long JSON sample, a text): not a file
+        is_file = is_dir = False
+    if is_file:
         if kind.accepts(path):
             return kind, Item(path.name, path)
         if path.suffix.lower() in TENSOR_SUFFIXES:
@@ -57,7 +61,7 @@ def kind_input(
         raise CliError(
             f"model {model} ({kind.name}) reads {takes} files; {path.name} is {kind_of(path)}"
         )
-    if path.is_dir():
+    if is_dir:
         raise CliError(f"{raw_input} is a folder: `p2pai map {model} {raw_input} -o OUT` runs one")
     if kind.takes_text:
         return kind, Item("text", value=raw_input)

@@ -158,7 +158,7 @@ def submit(
     local_models = load_registry(config)
     local_spec = local_models.find(model)
     try:
-        loaded = read_samples(input_file)
+        loaded = read_samples(input_file, model=model)
         samples, labels = loaded.x, loaded.y
         if local_spec is not None and not resume:
             samples = fit_input_samples(model, samples, local_spec.inputs, input_file)

@@ -44,6 +44,9 @@ class Samples:
 
 
 SAMPLE_KINDS_READ = ".npy or .npz (x, y) files"
+MAP_READS = frozenset({"a folder", "a CSV file", "a Parquet file", "a JSON lines file"})
+"""Kinds ``p2pai map`` reads (netcore.jobs) that ``submit`` does not, images aside: a refusal
+names it."""
 INFER_READS = (
     "infer reads JSON ('[5.1, 3.5, 1.4, 0.2]' is one sample, {\"input name\": values} for "
     "several inputs), a .npy, .npz or .json file, @FILE (JSON text) or - (JSON on stdin)"
@@ -125,8 +128,8 @@ def _check_magic(path: Path, option: str, magic: bytes, what: str) -> None:
 def _refuse(label: str, path: Path, reads: str) -> InputError:
     """``--input features.csv: a CSV file; submit reads ...`` (``label`` names what was given)."""
     kind = kind_of(path)
-    if kind == "a folder":
-        return InputError(f"{label}: a folder; {reads} (folders are not read yet)")
+    if kind == "a folder" and "p2pai map" not in reads:
+        return InputError(f"{label}: a folder; {reads} (`p2pai map` reads folders)")
     return InputError(f"{label}: {kind}; {reads}")
 
 
@@ -203,14 +206,18 @@ SAMPLE_READERS: dict[str, Callable[[Path, str], Samples]] = {
 """Sample readers by the file's suffix; the place to add a kind (see the module's doc)."""
 
 
-def read_samples(path: Path | None, option: str = "--input") -> Samples:
-    """The samples in ``path`` (the bundled held-out digits when None), or one line why not."""
+def read_samples(path: Path | None, option: str = "--input", model: str = "MODEL") -> Samples:
+    """The samples in ``path`` (the bundled held-out digits when None), or one line why not
+    (naming ``p2pai map`` for what it reads: a folder, an image, a table)."""
     path = path or default_samples_path()
     reader = SAMPLE_READERS.get(path.suffix.lower())
     if reader is None or not path.is_file():
         if not path.exists():
             raise InputError(f"{option} {path}: no such file")
-        raise _refuse(f"{option} {path}", path, f"submit reads {SAMPLE_KINDS_READ}")
+        reads = f"submit reads {SAMPLE_KINDS_READ}"
+        if kind_of(path) in MAP_READS or kind_of(path).endswith(" image"):
+            reads += f"; `p2pai map {model} {path} -o OUT` reads it"
+        raise _refuse(f"{option} {path}", path, reads)
     samples = reader(path, option)
     if len(samples.x) == 0:
         raise InputError(f"{option} {path}: no samples (x has shape {list(samples.x.shape)})")

@@ -5,6 +5,7 @@ with the reason; a failed task's error reaches the log pane in full."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,8 @@ from console_fakes import FakeNode, FrozenClock, digit_samples
 from model_helpers import loopback_config, unique_network, wait_until
 from textual.pilot import Pilot
 
-from netcore.models.plugins import discover
+from netcore.config.settings import Config
+from netcore.models.plugins import discover, load_registry
 from netcore.node import Node
 from netcore.tasks.scheduler import TaskOutcome
 from tui.app import P2PConsole
@@ -140,3 +142,22 @@ def test_shipped_digits_and_given_samples_are_used_first() -> None:
     node.add_peer(ALPHA, "alpha", "tcp://127.0.0.1:47101", models=("digits", "iris"))
     feed = book.feed(node, "iris")  # its plugin's flowers, checked against the advertisement
     assert feed.source == "iris samples" and feed.x.shape == (15, 4) and feed.y is not None
+
+
+def test_every_model_held_here_runs_on_what_the_console_sends_it(tmp_path: Path) -> None:
+    """Shipped, plugin and packaged models (those whose extras are installed): what `d` sends
+    runs, or the picker greys the model out. Generated inputs had 1 on every free axis, and
+    the OCR detection graph failed every task on a 1x1 image (internal: Add.178)."""
+    registry = load_registry(Config(data_dir=tmp_path / "data", name="feeds"))
+    node = SimpleNamespace(registry=registry, peers=[])
+    book = FeedBook(seed=2)
+    ran = []
+    for name in registry.names():
+        if book.reason(node, name) is not None:
+            continue
+        feed = book.feed(node, name)
+        spec = registry.find(name)
+        assert spec is not None
+        registry.load(spec).run({spec.inputs[0].name: feed.x[0:1]})
+        ran.append(name)
+    assert {"digits", "iris"} <= set(ran), ran
