@@ -1,5 +1,5 @@
 """``python -m netcore.cli`` runs the CLI (how the console starts its local peers)."""
 
-from netcore.cli.root import main
+from netcore.cli import main
 
 main()
