@@ -152,6 +152,9 @@ def test_punch_moves_the_pair_off_the_relay_and_survives_the_relay(
         before, tasks_before = relay_bytes(nat, ready["metrics"]), served(worker)
         time.sleep(2.0)
         after, tasks_after = relay_bytes(nat, ready["metrics"]), served(worker)
+        print(
+            f"after the punch: relay +{after - before:.0f} bytes in 2 s, {tasks_after - tasks_before} tasks"
+        )
         assert tasks_after - tasks_before >= 100, (tasks_before, tasks_after)
         assert after - before < 1024, (before, after)
 
