@@ -53,6 +53,16 @@ MAX_DIRECT_PER_KEY = 2
 MAX_DIRECT = 64
 
 
+def _release(counts: dict[str, int], key: str) -> int:
+    """One fewer of ``key``; an entry at zero is removed. Returns what is left."""
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
+    return max(0, left)
+
+
 class Punching:
     """Owned by a node's :class:`~netcore.net.membership.Membership`; runs on the node's loop."""
 
@@ -304,11 +314,7 @@ class Punching:
                 log.debug("punch for %s to %s failed: %s", peer_id, punch.format_addr(*remote), exc)
                 return
         finally:
-            left = self._answering.get(key, 1) - 1
-            if left > 0:
-                self._answering[key] = left
-            else:
-                self._answering.pop(key, None)
+            _release(self._answering, key)
         endpoint = (self.m.endpoints[0] if self.m.endpoints else "").removeprefix("tcp://")
         host, _, port = endpoint.rpartition(":")
         try:
@@ -325,11 +331,7 @@ class Punching:
         try:
             await splice(stream, local)
         finally:
-            left = self._direct_in.get(key, 1) - 1
-            if left > 0:
-                self._direct_in[key] = left
-            else:
-                self._direct_in.pop(key, None)
+            if not _release(self._direct_in, key):
                 peer = self.m.peers.get(peer_id)
                 if peer is not None and peer.reach == PUNCHED:
                     self.set_reach(peer, RELAYED)

@@ -19,9 +19,11 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from netns import ip
+import pytest
+from netns import ip, netns_unavailable
 
 PUBLIC = "10.231.100"
 RELAY_ADDRESS = f"{PUBLIC}.10"
@@ -137,3 +139,21 @@ class Nat:
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self.namespaces.clear()
+
+
+@pytest.fixture(name="nat")
+def nat_fixture() -> Iterator[Nat]:
+    """The topology for one test, as the fixture ``nat`` (``from nat import nat_fixture`` in a
+    test module; a conftest here would shadow the integration one): skipped where
+    network namespaces are not allowed, failed (not skipped) there without ``nft``."""
+    why_not = netns_unavailable()
+    if why_not:
+        pytest.skip(f"network namespace test skipped: {why_not}")
+    missing = nft_missing()
+    if missing:
+        pytest.fail(f"{missing}: .ci/run installs it (apt-get install nftables)")
+    made = Nat()
+    try:
+        yield made
+    finally:
+        made.close()

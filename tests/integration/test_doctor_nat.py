@@ -17,34 +17,17 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import child_env, cli_argv
-from nat import Home, Nat, nft_missing, run_in
-from netns import netns_unavailable
+from nat import Home, Nat, nat_fixture, run_in  # noqa: F401 - the fixture nat
 from test_relay_nat import in_ns, no_traceback, relay_proc, stop_all
 
 pytestmark = pytest.mark.integration
 
-WHY_NOT = netns_unavailable()
 SYMMETRIC_PORTS = (20000, 29999)
-
-
-@pytest.fixture
-def nat() -> Iterator[Nat]:
-    if WHY_NOT:
-        pytest.skip(f"network namespace test skipped: {WHY_NOT}")
-    missing = nft_missing()
-    if missing:
-        pytest.fail(f"{missing}: .ci/run installs it (apt-get install nftables)")
-    made = Nat()
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def doctor(home: Home, relay: str, tmp: Path) -> dict[str, Any]:

@@ -22,42 +22,33 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import NodeProc, child_env, cli_argv, stop_pid
-from nat import RELAY_ADDRESS, Nat, nft_missing, run_in
-from netns import netns_unavailable
+from nat import RELAY_ADDRESS, Nat, nat_fixture, run_in  # noqa: F401 - the fixture nat
 from test_relay_nat import in_ns, no_traceback, stop_all
 
 pytestmark = pytest.mark.integration
 
-WHY_NOT = netns_unavailable()
 SECOND_RELAY = "10.231.100.11"
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-@pytest.fixture
-def nat() -> Iterator[Nat]:
-    if WHY_NOT:
-        pytest.skip(f"network namespace test skipped: {WHY_NOT}")
-    missing = nft_missing()
-    if missing:
-        pytest.fail(f"{missing}: .ci/run installs it (apt-get install nftables)")
-    made = Nat()
-    try:
-        yield made
-    finally:
-        made.close()
-
-
-def node_proc(ns: str, address: str, name: str, network: str, tmp: Path, *relays: str) -> NodeProc:
-    extra: list[str] = ["--no-mdns", "--log-level", "debug"]
+def node_proc(
+    ns: str,
+    address: str,
+    name: str,
+    network: str,
+    tmp: Path,
+    *relays: str,
+    extra: tuple[str, ...] = (),
+) -> NodeProc:
+    args: list[str] = ["--no-mdns", "--log-level", "debug", *extra]
     for relay in relays:
-        extra += ["--relay", relay]
-    node = NodeProc(name, network, tmp / name, tmp, tuple(extra))
+        args += ["--relay", relay]
+    node = NodeProc(name, network, tmp / name, tmp, tuple(args))
     argv = list(node.argv)
     argv[argv.index("--interface") + 1] = address
     node.argv = in_ns(ns, argv)
@@ -264,14 +255,10 @@ def test_a_hostile_relayed_peer_can_neither_aim_punches_nor_slip_in_unproven(
     worker = None
     try:
         address = relay.wait_for("ready", timeout=30)["address"]
-        worker = NodeProc("worker", network, tmp_path / "worker", tmp_path, (
-            "--no-mdns", "--relay", address, "--metrics-port", "19464",
-            "--metrics-host", home_a.address,
-        ))  # fmt: skip
-        argv = list(worker.argv)
-        argv[argv.index("--interface") + 1] = home_a.address
-        worker.argv = in_ns(home_a.host_ns, argv)
-        worker.start()
+        worker = node_proc(
+            home_a.host_ns, home_a.address, "worker", network, tmp_path, address,
+            extra=("--metrics-port", "19464", "--metrics-host", home_a.address),
+        )  # fmt: skip
         metrics = worker.wait_for("ready", timeout=30)
         url = f"http://{home_a.address}:19464/metrics"  # the namespace's own port space
 

@@ -23,35 +23,18 @@ import struct
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import NodeProc, child_env, cli_argv, stop_pid
-from nat import RELAY_ADDRESS, Nat, nft_missing
-from netns import netns_unavailable
+from nat import RELAY_ADDRESS, Nat, nat_fixture  # noqa: F401 - the fixture nat
 
 pytestmark = pytest.mark.integration
 
-WHY_NOT = netns_unavailable()
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-
-
-@pytest.fixture
-def nat() -> Iterator[Nat]:
-    if WHY_NOT:
-        pytest.skip(f"network namespace test skipped: {WHY_NOT}")
-    missing = nft_missing()
-    if missing:
-        pytest.fail(f"{missing}: .ci/run installs it (apt-get install nftables)")
-    made = Nat()
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def in_ns(ns: str, argv: list[str]) -> list[str]:
