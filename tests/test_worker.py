@@ -375,3 +375,35 @@ def test_a_model_timed_slow_once_becomes_quick_again() -> None:
     model.typical_run_s = 0.5  # as if one run had waited half a second
     model.run(ONE)
     assert model.is_quick()
+
+
+async def test_warm_up_is_no_use_even_when_a_task_runs_the_model_meanwhile() -> None:
+    """The quota evicts fetched models least recently used first: a warm-up must neither
+    count as a use nor undo a real task's use that happens while it runs (it saved and
+    restored the last use around its runs, and so lost a task's use in between)."""
+    registry = ModelRegistry([MODELS])
+    worker = make_worker(registry)
+    spec = registry.find("digits")
+    assert spec is not None
+    loaded = registry.load(spec)
+    original = loaded.run
+    in_warm_up, go_on = threading.Event(), threading.Event()
+
+    def held_run(inputs: Mapping[str, np.ndarray], *args: bool) -> dict[str, np.ndarray]:
+        in_warm_up.set()
+        go_on.wait(5)
+        return original(inputs, *args)
+
+    loaded.run = held_run  # type: ignore[method-assign]
+    try:
+        warming = asyncio.ensure_future(worker.warm_up(0.0))
+        assert await asyncio.to_thread(in_warm_up.wait, 5)
+        original(ONE)  # a real task, while the warm-up runs
+        used = loaded.last_used
+        assert used is not None
+        go_on.set()
+        await warming
+        assert registry.last_used(spec) == used
+    finally:
+        go_on.set()
+        worker.close()

@@ -21,6 +21,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import Footer
@@ -276,9 +277,22 @@ class P2PConsole(DispatchActions, NodeLifecycle, App[int]):
     # --- redraw ----------------------------------------------------------------------------
 
     def refresh_panes(self) -> None:
-        """Redraw every pane from state, as diffs (the timer calls this a few times a second)."""
+        """Redraw every pane from state, as diffs (the timer calls this a few times a second).
+
+        A tick that lands while the app shuts down finds the panes' children gone (Textual
+        removes them before the timers stop): nothing to draw then."""
         if not hasattr(self, "peers_pane"):
             return
+        try:
+            self._refresh_panes()
+        except NoMatches:
+            if self.is_running and not self._exit_requested():
+                raise
+
+    def _exit_requested(self) -> bool:
+        return bool(getattr(self, "_exit", False)) or self._closing or self._closed
+
+    def _refresh_panes(self) -> None:
         now = self.clock()
         self.roster.reconcile(self.node.peers, self._own_id(), now)
         placeholder = peers_placeholder(

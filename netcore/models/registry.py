@@ -252,11 +252,13 @@ class LoadedModel:
         within a few dozen runs. (Thread CPU time would be exact, but CLOCK_THREAD_CPUTIME_ID
         is a real system call that cost more than the digits model under load here.)"""
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray], use: bool = True) -> dict[str, np.ndarray]:
+        """Run the model; ``use=False`` (a warm-up) leaves :attr:`last_used` as it is."""
         started = time.perf_counter()
         results = self.session.run(self.output_names, dict(inputs))
         took = time.perf_counter() - started
-        self.last_used = time.time()
+        if use:
+            self.last_used = time.time()
         typical = self.typical_run_s
         self.typical_run_s = (
             took if typical is None or took < typical else min(took, typical * 1.05)

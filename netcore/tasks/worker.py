@@ -84,17 +84,18 @@ class Worker:
             except Exception as exc:
                 log.warning("model %s cannot be loaded: %s", spec.name, exc)
                 continue
-            used = loaded.last_used  # warming up is no use (netcore.models.quota)
             sample = {s.name: warm_up_input(s.shape or (), s.dtype) for s in spec.inputs}
             try:
                 # The first run is slow (lazy allocations): time only the ones after it.
-                await loop.run_in_executor(None, loaded.run, sample)
+                # Warming up is no use (netcore.models.quota): ``use=False`` leaves the last
+                # use alone, also when a real task runs the model meanwhile (saving and
+                # restoring it here lost that task's use: the quota test's flake).
+                await loop.run_in_executor(None, loaded.run, sample, False)
                 loaded.typical_run_s = None
                 for _ in range(5):
-                    await loop.run_in_executor(None, loaded.run, sample)
+                    await loop.run_in_executor(None, loaded.run, sample, False)
             except Exception as exc:  # a graph that zeros do not suit: its first task warms it
                 log.debug("model %s: no warm-up run (%s)", spec.name, exc)
-            loaded.last_used = used
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
