@@ -39,6 +39,7 @@ log = logging.getLogger("p2pai.node")
 TICK_S = 0.25
 CONNECT_BACK_DELAY_S = 0.05
 MAX_CONNECTIONS_TRACKED = 4096
+PLANNED_CUT_S = 5.0
 
 
 class Gatekeeper(Protocol):
@@ -102,9 +103,9 @@ class Membership:
         """Reservations at relays and the peers they list (:mod:`netcore.net.relaying`)."""
         self.punching = Punching(self)
         """Direct links to relayed peers through both NATs (:mod:`netcore.net.punching`)."""
-        self.planned_cut: set[str] = set()
-        """Peers whose link we close on purpose to move it (a punched path): their next
-        disconnect is no flap."""
+        self.planned_cut: dict[str, float] = {}
+        """Peers whose link we closed on purpose to move it (a punched path), and when: a
+        disconnect within PLANNED_CUT_S of that is no flap."""
         self.hints = MdnsHints(self)
         """mDNS records: hints to dial and to ping, never liveness (:mod:`netcore.net.hints`)."""
 
@@ -391,9 +392,7 @@ class Membership:
             self.greet(peer_id)
         else:
             peer.greeted = False
-            if peer_id in self.planned_cut:
-                self.planned_cut.discard(peer_id)
-            else:
+            if time.monotonic() - self.planned_cut.pop(peer_id, -PLANNED_CUT_S) >= PLANNED_CUT_S:
                 self.flapped(peer)
             self.on_peer_lost(peer_id, "disconnected")
 

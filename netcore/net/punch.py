@@ -32,6 +32,9 @@ TOKEN_LEN = 16
 PREAMBLE_LEN = len(MAGIC) + 1 + TOKEN_LEN
 RETRY_S = 0.1
 """A connect refused (an RST from a NAT that answers) is tried again this much later."""
+MAX_ATTEMPTS = 10
+"""Connects per punch at most: a peer that names an address where something refuses at once
+gets 10 SYNs out of us, not one every RETRY_S for the whole window."""
 CHECK_TIMEOUT_S = 3.0
 
 
@@ -51,7 +54,11 @@ def parse_addr(text: str) -> tuple[str, int] | None:
         return None
     if not sep or not 0 < number < 65536:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+        return None
+    if ip.is_reserved:
         return None
     if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
         return None
@@ -115,25 +122,30 @@ async def simultaneous_open(
     deadline = time.monotonic() + window_s
     local = sock.getsockname()[:2]
     last = 0
-    while True:
-        if not started:
+    try:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            if not started:
+                try:
+                    start_connect(sock, remote)
+                except OSError as exc:
+                    last = exc.errno or errno.EINVAL
+            started = False
+            code = last or await _connected(sock, deadline)
+            last = 0
+            if code == 0:
+                return sock
+            sock.close()
+            if attempt == MAX_ATTEMPTS or time.monotonic() + RETRY_S >= deadline:
+                break
+            await asyncio.sleep(RETRY_S)
             try:
-                start_connect(sock, remote)
+                sock = bound_socket(local[0], local[1])
             except OSError as exc:
-                last = exc.errno or 0
-        started = False
-        code = last or await _connected(sock, deadline)
-        last = 0
-        if code == 0:
-            return sock
-        sock.close()
-        if time.monotonic() + RETRY_S >= deadline:
-            raise PunchFailed(f"no direct connection to {format_addr(*remote)} in {window_s:g}s")
-        await asyncio.sleep(RETRY_S)
-        try:
-            sock = bound_socket(local[0], local[1])
-        except OSError as exc:
-            raise PunchFailed(f"cannot bind {format_addr(*local)} again: {exc}") from None
+                raise PunchFailed(f"cannot bind {format_addr(*local)} again: {exc}") from None
+    except BaseException:
+        sock.close()  # cancelled (the node stops): no socket left behind
+        raise
+    raise PunchFailed(f"no direct connection to {format_addr(*remote)} in {window_s:g}s")
 
 
 def preamble(token: bytes) -> bytes:
@@ -142,7 +154,11 @@ def preamble(token: bytes) -> bytes:
 
 async def prove(sock: socket.socket, token: bytes, initiator: bool) -> Stream:
     """Streams over the connected ``sock`` once both ends showed ``token``."""
-    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
     try:
         if initiator:
             writer.write(preamble(token))
@@ -155,8 +171,8 @@ async def prove(sock: socket.socket, token: bytes, initiator: bool) -> Stream:
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
         await close_stream(writer)
         raise PunchFailed(f"the direct connection closed before the token check: {exc!r}") from None
-    except PunchFailed:
-        await close_stream(writer)
+    except BaseException:
+        writer.close()  # a wrong token, or cancelled
         raise
     return reader, writer
 

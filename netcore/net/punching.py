@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from netcore.net import punch
-from netcore.net.peers import PUNCHED, RELAYED, Peer
+from netcore.net.peers import Peer
 from netcore.net.splice import splice
 from netcore.observe.events import PeerReach
 from netcore.wire import protocol
@@ -46,7 +46,10 @@ ASK_TIMEOUT_S = 5.0
 BACKOFF_MIN_S = 30.0
 BACKOFF_MAX_S = 600.0
 RETRY_AFTER_DROP_S = 5.0
-"""A punched link that ended (the NAT forgot it, a peer restarted) is punched again this soon."""
+"""A punched link that ended (the NAT forgot it, a peer restarted) is punched again this soon;
+one that ended within :data:`STABLE_S` doubles it (up to :data:`BACKOFF_MAX_S`): a path that
+opens and dies costs the tasks in flight a retry each time, so not every 5 s."""
+STABLE_S = 60.0
 MAX_ANSWERING = 4
 ANSWER_COOLDOWN_S = 10.0
 MAX_DIRECT_PER_KEY = 2
@@ -81,6 +84,9 @@ class Punching:
         self._direct_in: dict[str, int] = {}
         """Keys whose connection to our ROUTER is a punched one now, and how many."""
         self._said: dict[str, str] = {}
+        self._punched_at: dict[str, float] = {}
+        self._drops: dict[str, float] = {}
+        """Peer id -> the wait before the next punch after its punched link ended soon."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def hello_fields(self) -> dict[str, Any]:
@@ -126,7 +132,8 @@ class Punching:
         if peer is None or peer.reach == reach:
             return
         peer.reach = reach
-        self.m.publish(PeerReach(peer_id=peer.peer_id, reach=reach, relay=peer.relay))
+        if peer.announced:  # a new peer's peer_up carries its reach
+            self.m.publish(PeerReach(peer_id=peer.peer_id, reach=reach, relay=peer.relay))
         self.m.changed()
 
     # --- initiator -----------------------------------------------------------------------
@@ -135,13 +142,15 @@ class Punching:
         """Our DEALER to ``peer`` was greeted: punch if it goes through a relay and may."""
         m = self.m
         pid = peer.peer_id
-        if not self.enabled or m.stopping or not peer.punches or peer.reach != RELAYED:
+        if not self.enabled or m.stopping or not peer.punches:
             return
         if pid in self._trying or time.monotonic() < self._next_try.get(pid, 0.0):
             return
         client = m.relaying.routes.get(pid)
         link = m.transport.links.get(pid) if m.transport is not None else None
-        if client is None or link is None or not link.via or self.own_address() is None:
+        if client is None or link is None or link.via != client.address:
+            return  # our DEALER to it does not go through a relay
+        if client.carries_direct(peer.key) or self.own_address() is None:
             return
         self._trying.add(pid)
         self._spawn(self._initiate(peer, client))
@@ -155,7 +164,8 @@ class Punching:
             peer = self.m.peers.get(pid)
             if peer is None:
                 if pid not in self._trying:
-                    del self._next_try[pid]  # gone: nothing to punch to
+                    for known in (self._next_try, self._backoff, self._said, self._drops):
+                        known.pop(pid, None)  # gone: nothing to punch to
                 continue
             if now >= due and peer.greeted:
                 self.consider(peer)
@@ -203,19 +213,23 @@ class Punching:
             if reply["t"] == "error":
                 raise punch.PunchFailed(f"the peer declined: {reply['code']}: {reply['message']}")
             remote = punch.parse_addr(reply["addr"])
-            if remote is None:
+            if remote is None or (":" in remote[0]) != (":" in host):
                 raise punch.PunchFailed(f"the peer named an unusable address {reply['addr']!r}")
             connected = await punch.simultaneous_open(sock, remote, WINDOW_S)
             sock = None
             stream = await punch.prove(connected, token, initiator=True)
+            link = self.m.transport.links.get(pid) if self.m.transport is not None else None
             if self.m.stopping or self.m.relaying.routes.get(pid) is not client:
                 stream[1].close()
                 return
-            self.m.planned_cut.add(pid)
-            if not client.adopt(peer.key, stream, lambda: self._direct_ended(pid)):
-                self.m.planned_cut.discard(pid)
+            if link is None or link.via != client.address:
                 stream[1].close()
-                raise punch.PunchFailed("the relayed route is gone")
+                raise punch.PunchFailed("our link moved off the relay meanwhile")
+            self.m.planned_cut[pid] = time.monotonic()
+            if not client.adopt(peer.key, stream, lambda: self._direct_ended(pid)):
+                self.m.planned_cut.pop(pid, None)
+                stream[1].close()
+                raise punch.PunchFailed("our link is not on the relayed route now")
         except (punch.PunchFailed, OSError) as exc:
             self.counters["failed"] += 1
             backoff = min(BACKOFF_MAX_S, self._backoff.get(pid, BACKOFF_MIN_S / 2) * 2)
@@ -235,21 +249,34 @@ class Punching:
         peer.punched_to = punch.format_addr(*remote)
         self._backoff.pop(pid, None)
         self._said.pop(pid, None)
+        self._next_try.pop(pid, None)
+        self._punched_at[pid] = time.monotonic()
         log.info(
             "peer %s (%s): hole punched, direct to %s (relay %s stays the fallback)",
             pid, peer.name, punch.format_addr(*remote), client.relay.endpoint,
         )  # fmt: skip
-        self.set_reach(peer, PUNCHED)
+        self.m.relaying.update_reach(peer)
 
     def _direct_ended(self, peer_id: str) -> None:
-        """Our punched link to ``peer_id`` closed: back through the relay, punch again soon."""
+        """Our punched link to ``peer_id`` closed: back through the relay, punch again soon
+        (later each time it ends soon after it opened)."""
         self.counters["ended"] += 1
+        now = time.monotonic()
+        lasted = now - self._punched_at.pop(peer_id, now)
+        retry = RETRY_AFTER_DROP_S
+        if lasted < STABLE_S:
+            retry = min(BACKOFF_MAX_S, self._drops.get(peer_id, RETRY_AFTER_DROP_S / 2) * 2)
+            self._drops[peer_id] = retry
+        else:
+            self._drops.pop(peer_id, None)
+        self._next_try[peer_id] = now + retry
         peer = self.m.peers.get(peer_id)
-        if peer is not None and peer.reach == PUNCHED:
-            log.info("peer %s (%s): direct path closed; relayed again", peer_id, peer.name)
-            self.set_reach(peer, RELAYED)
-            self.m.relaying.route_ended(peer_id)
-        self._next_try[peer_id] = time.monotonic() + RETRY_AFTER_DROP_S
+        if peer is not None:
+            log.info(
+                "peer %s (%s): direct path closed after %.0fs; relayed again, next punch in %.0fs",
+                peer_id, peer.name, lasted, retry,
+            )  # fmt: skip
+        self.m.relaying.route_ended(peer_id)
 
     # --- responder -----------------------------------------------------------------------
 
@@ -289,8 +316,11 @@ class Punching:
         if self.own_address() is None or self._local_host() is None:
             return "unsupported", "this node knows no public address (its relays do not say)"
         remote = punch.parse_addr(msg["addr"])
+        host = self._local_host() or ""
         if remote is None or remote[0] in self.m.addresses or remote == self.own_address():
             return "bad_request", "addr must be another host's public host:port"
+        if (":" in remote[0]) != (":" in host):
+            return "bad_request", "addr is not of our address family"
         now = time.monotonic()
         if (
             self._answering.get(key)
@@ -332,6 +362,4 @@ class Punching:
             await splice(stream, local)
         finally:
             if not _release(self._direct_in, key):
-                peer = self.m.peers.get(peer_id)
-                if peer is not None and peer.reach == PUNCHED:
-                    self.set_reach(peer, RELAYED)
+                self.m.relaying.route_ended(peer_id)  # our side of it: reach, its relay

@@ -117,6 +117,9 @@ class RelayClient:
         """Target key -> our DEALER's connections to the listener, spliced now."""
         self.punched_open = 0
         """Our DEALERs' links carried by a direct connection now, not by this relay."""
+        self._direct_keys: dict[str, int] = {}
+        """Target key -> our DEALER's connections to it spliced to a direct one now."""
+        self._reserving = False
         self._monitor: zmq.Socket[Any] | None = None
         self._monitor_pump: Pump | None = None
         self._closed = False
@@ -226,6 +229,7 @@ class RelayClient:
 
     async def _reserve(self) -> bool:
         self.counters["reserves"] += 1
+        self._reserving = True
         try:
             reply = await self._ask({"t": wire.RESERVE, **self.hello()})
         except RelayRefused as exc:
@@ -238,6 +242,8 @@ class RelayClient:
                 log.warning("relay %s: %s", self.relay.endpoint, exc)
             self.error = str(exc)
             return False
+        finally:
+            self._reserving = False
         if self.state != "reserved":
             log.info("relay %s: reservation held", self.relay.endpoint)
         self.state, self.error = "reserved", ""
@@ -253,7 +259,7 @@ class RelayClient:
         event = parse_monitor_message(frames)["event"]
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.linked = True
-            if self.state != "reserved" and not self._closed:
+            if self.state != "reserved" and not self._closed and not self._reserving:
                 self._spawn(self._reserve())  # back: reserve now, not at the next renewal
         elif event == zmq.EVENT_DISCONNECTED and self.linked:
             self.linked = False
@@ -351,13 +357,18 @@ class RelayClient:
             punched[0][1].close()
             punched[1]()
 
+    def carries_direct(self, key: str) -> bool:
+        """Our DEALER's link to ``key`` goes over a punched connection now (or is about to:
+        handed over and waiting for the DEALER's reconnection)."""
+        return key in self._direct_keys or key in self._punched
+
     def adopt(self, key: str, direct: Stream, ended: Callable[[], None]) -> bool:
         """Carry our DEALER's link to ``key`` over ``direct`` from now on: the circuit in use
         closes, and the DEALER's reconnection to the same listener is spliced to ``direct``.
         ``ended`` is called once ``direct`` is done with. False (nothing taken) when we have
         no listener for ``key``."""
-        if key not in self._listeners or self._closed:
-            return False
+        if key not in self._listeners or not self._local.get(key) or self._closed:
+            return False  # our DEALER is not on this route now: nothing to move
         old = self._punched.pop(key, None)
         if old is not None:
             old[0][1].close()
@@ -385,10 +396,14 @@ class RelayClient:
                     await self._outgoing(key, (reader, writer))
                 else:
                     self.punched_open += 1
+                    self._direct_keys[key] = self._direct_keys.get(key, 0) + 1
                     try:
                         await splice((reader, writer), punched[0])
                     finally:
                         self.punched_open -= 1
+                        left = self._direct_keys.pop(key, 1) - 1
+                        if left > 0:
+                            self._direct_keys[key] = left
                         punched[1]()
             finally:
                 local.discard(writer)

@@ -121,9 +121,9 @@ class Relaying:
             if pid in m.departed or (peer is not None and self.direct(peer)):
                 continue
             self.keys[pid] = key
-            if peer is not None and peer.reach == PUNCHED:
-                continue  # a direct link through the NATs, on the route it has
             current = self.routes.get(pid)
+            if current is not None and current.carries_direct(key):
+                continue  # our link to it is punched, on the route it has
             if current is None or (current.state != "reserved" and current is not client):
                 if current is not None:
                     current.drop_endpoint(key)
@@ -132,8 +132,8 @@ class Relaying:
                 peer, created = m.peers.upsert(pid, key, "relay")
                 if created:
                     peer.mdns_name = names[pid][:63]  # unauthenticated: for messages only
-            peer.reach = RELAYED
             peer.relay = self.routes[pid].relay.endpoint
+            self.update_reach(peer)
             m.connect(peer, voucher)
 
     def on_lost(self, client: RelayClient) -> None:
@@ -145,7 +145,11 @@ class Relaying:
                 self._reroute(pid)
 
     def route_ended(self, peer_id: str) -> None:
-        """A punched link ended: if its relay is gone meanwhile, move to another."""
+        """A punched link ended: say how we reach the peer now, and if its relay is gone
+        meanwhile, move to another."""
+        peer = self.m.peers.get(peer_id)
+        if peer is not None:
+            self.update_reach(peer)
         client = self.routes.get(peer_id)
         if client is not None and not client.linked:
             self._reroute(peer_id)
@@ -153,8 +157,10 @@ class Relaying:
     def _reroute(self, peer_id: str) -> None:
         m, current = self.m, self.routes.get(peer_id)
         peer, key = m.peers.get(peer_id), self.keys.get(peer_id)
-        if current is None or peer is None or key is None or peer.reach == PUNCHED or m.stopping:
+        if current is None or peer is None or key is None or m.stopping:
             return
+        if current.carries_direct(key):
+            return  # punched: the relay was only its fallback
         for other in self.clients:
             if other is current or other.state != "reserved" or not other.linked:
                 continue
@@ -170,6 +176,26 @@ class Relaying:
             if m.trust.may_dial(peer):
                 m.dialling.repoint(peer, VOUCHER + other.address)
             return
+
+    def reach_of(self, peer: Peer) -> str | None:
+        """How we reach ``peer`` through relays now: ``punched`` (our DEALER's link to it is
+        on a punched connection, or its link to us), ``relayed``, or None (not through a
+        relay at all: its reach is left as it is)."""
+        if self.direct(peer):
+            return None
+        client = self.routes.get(peer.peer_id)
+        if (client is not None and client.carries_direct(peer.key)) or self.m.punching.inbound(
+            peer.key
+        ):
+            return PUNCHED
+        if client is not None or self.inbound(peer.key):
+            return RELAYED
+        return None
+
+    def update_reach(self, peer: Peer) -> None:
+        reach = self.reach_of(peer)
+        if reach is not None:
+            self.m.punching.set_reach(peer, reach)
 
     def direct(self, peer: Peer) -> bool:
         """We reach ``peer`` without a relay: mDNS found it, or a link not through a relay

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from netcore.net.membership import MAX_CONNECTIONS_TRACKED, Membership
-from netcore.net.peers import PUNCHED, RELAYED, Peer
+from netcore.net.peers import Peer
 from netcore.observe.events import PeerUpdated
 from netcore.wire import protocol
 from netcore.wire.protocol import ProtocolError
@@ -234,10 +234,8 @@ class Session:
             # Also when a link exists: the hello may name a new endpoint (a peer restarted
             # on another port), and connect() re-points the DEALER there.
             self.m.connect_soon(peer_id)
-        if self.m.punching.inbound(client_key) and not self.m.relaying.direct(peer):
-            self.m.punching.set_reach(peer, PUNCHED)  # through both NATs (netcore.net.punching)
-        elif self.m.relaying.inbound(client_key) and not self.m.relaying.direct(peer):
-            peer.reach = RELAYED  # it reached us through a relay (netcore.net.relaying)
+        # Through a relay, or a punched connection (netcore.net.relaying, .punching)?
+        self.m.relaying.update_reach(peer)
         self.m.announce(peer)
         self.m.reach.learn(peer_id, msg)
         self.m.changed()
@@ -276,8 +274,9 @@ class Session:
             if peer is not None:
                 m.on_link(peer_id, True)
         t = msg["t"]
-        if t in ("punch_ok", "error") and m.punching.on_reply(msg):
-            return
+        answered = t in ("punch_ok", "error") and m.punching.on_reply(msg)
+        if answered and (t == "punch_ok" or msg["code"] != "hello_required"):
+            return  # (hello_required: greet again, below, as for any request)
         if t in WORK_REPLIES:
             if t == "error":
                 self.on_error_reply(peer, msg)  # e.g. hello_required: greet again

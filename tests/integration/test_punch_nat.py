@@ -282,3 +282,52 @@ def test_a_hostile_relayed_peer_can_neither_aim_punches_nor_slip_in_unproven(
     finally:
         stop_all(worker, relay)
     no_traceback(worker)
+
+
+def node_metrics(ns: str, url: str) -> str:
+    code = f"import urllib.request;print(urllib.request.urlopen({url!r}).read().decode())"
+    done = subprocess.run(
+        in_ns(ns, [sys.executable, "-c", code]), capture_output=True, text=True, timeout=20
+    )
+    return done.stdout
+
+
+def punched_links(ns: str, url: str) -> float:
+    """Our DEALER links carried by a punched connection (``p2pai_node_relay_punched``)."""
+    return sum(
+        float(line.split()[-1])
+        for line in node_metrics(ns, url).splitlines()
+        if line.startswith("p2pai_node_relay_punched{")
+    )
+
+
+def test_two_workers_punch_both_ways_and_keep_both_when_the_relay_dies(
+    nat: Nat, tmp_path: Path
+) -> None:
+    """Both ends dial each other (each is a worker): each DEALER's link is punched, and a
+    relayed hello on the other direction does not undo it; killing the relay leaves both."""
+    network = f"punch-{uuid.uuid4().hex[:10]}"
+    relay = relay_at(nat, tmp_path, "relay", RELAY_ADDRESS)
+    nodes: list[NodeProc] = []
+    try:
+        address = relay.wait_for("ready", timeout=30)["address"]
+        for name, home in zip(("wa", "wb"), nat.homes, strict=True):
+            nodes.append(node_proc(
+                home.host_ns, home.address, name, network, tmp_path, address,
+                extra=("--metrics-port", "19464", "--metrics-host", home.address),
+            ))  # fmt: skip
+        for node in nodes:
+            node.wait_for("ready", timeout=30)
+        urls = [(h.host_ns, f"http://{h.address}:19464/metrics") for h in nat.homes]
+        wait_until(lambda: all(punched_links(ns, url) >= 1 for ns, url in urls), 40, "both punched")
+        relay.kill()
+        relay.wait_exit(10)
+        time.sleep(5.0)  # longer than a peer takes to turn evasive (3 s) if its link died
+        assert all(punched_links(ns, url) >= 1 for ns, url in urls)
+        for node in nodes:
+            assert node.count("peer_down") == 0 and node.count("peer_evasive") == 0, node.name
+            reach = [e["reach"] for e in node.snapshot("peer_reach")]
+            assert reach and reach[-1] == "punched", (node.name, reach)
+    finally:
+        stop_all(*nodes, relay)
+    no_traceback(*nodes)
