@@ -27,6 +27,9 @@ from netcore.net.punching import ANSWER_COOLDOWN_S, MAX_ANSWERING, Punching
         ("255.255.255.255:9", None),
         ("169.254.1.1:9", None),
         ("[::1]:9", None),
+        ("[::ffff:127.0.0.1]:9", None),  # IPv4-mapped: judged as the IPv4 address it is
+        ("[::ffff:198.51.100.7]:9", ("198.51.100.7", 9)),
+        ("240.0.0.1:9", None),  # reserved
         ("198.51.100.7:0", None),
         ("198.51.100.7:70000", None),
         ("198.51.100.7", None),
