@@ -187,7 +187,9 @@ class Membership:
     def announce(self, peer: Peer) -> None:
         if not peer.announced:
             peer.announced = True
-            where = f"relay {peer.relay}" if peer.reach in THROUGH_RELAY else peer.endpoint or "-"
+            where = peer.endpoint or "-"
+            if peer.reach in THROUGH_RELAY:  # (a peer that came in through one: which, unknown)
+                where = f"relay {peer.relay}" if peer.relay else "a relay"
             log.info("peer %s (%s) up at %s", peer.peer_id, peer.name, where)
             self.publish(
                 PeerUp(

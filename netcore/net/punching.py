@@ -150,8 +150,11 @@ class Punching:
         link = m.transport.links.get(pid) if m.transport is not None else None
         if client is None or link is None or link.via != client.address:
             return  # our DEALER to it does not go through a relay
-        if client.carries_direct(peer.key) or self.own_address() is None:
+        own = self.own_address()
+        if client.carries_direct(peer.key) or own is None:
             return
+        if punch.parse_addr(punch.format_addr(*own)) is None:
+            return  # the relay sees us at loopback (all on one machine): nothing to punch
         self._trying.add(pid)
         self._spawn(self._initiate(peer, client))
 
